@@ -1,0 +1,156 @@
+#include "cli.h"
+#include "commit.h"
+#include "diff.h"
+#include "error.h"
+#include "tree.h"
+
+#include <getopt.h>
+#include <string.h>
+
+struct dctx {
+	int stat;
+	json_t *arr;
+	uint64_t n[128];
+	uint64_t bytes_added, bytes_removed;
+};
+
+static const char *status_name(char st)
+{
+	switch (st) {
+	case ARTIFS_DIFF_ADDED: return "added";
+	case ARTIFS_DIFF_REMOVED: return "removed";
+	case ARTIFS_DIFF_MODIFIED: return "modified";
+	case ARTIFS_DIFF_MODE: return "mode";
+	case ARTIFS_DIFF_LABELS: return "labels";
+	default: return "unknown";
+	}
+}
+
+static const char *tname(uint8_t t)
+{
+	return t == ARTIFS_T_DIR ? "dir" : t == ARTIFS_T_LINK ? "link" : t ? "file" : NULL;
+}
+
+static int on_change(const artifs_diff_entry *e, void *ctx)
+{
+	struct dctx *d = ctx;
+
+	d->n[(unsigned char)e->status & 127]++;
+	if (e->status == ARTIFS_DIFF_ADDED || e->status == ARTIFS_DIFF_MODIFIED)
+		d->bytes_added += e->new_size;
+	if (e->status == ARTIFS_DIFF_REMOVED || e->status == ARTIFS_DIFF_MODIFIED)
+		d->bytes_removed += e->old_size;
+	if (d->stat && !d->arr)
+		return 0;
+	if (d->arr) {
+		json_t *o = json_object(), *p = json_string(e->path);
+		json_object_set_new(o, "status", json_string(status_name(e->status)));
+		json_object_set_new(o, "path", p ? p : json_stringn_nocheck(e->path, strlen(e->path)));
+		if (e->old_type) {
+			json_object_set_new(o, "old_type", json_string(tname(e->old_type)));
+			json_object_set_new(o, "old_size", json_integer((json_int_t)e->old_size));
+			json_object_set_new(o, "old_id", cli_json_oid(&e->old_id));
+			json_object_set_new(o, "old_executable", json_boolean(e->old_flags & ARTIFS_F_EXEC));
+		}
+		if (e->new_type) {
+			json_object_set_new(o, "new_type", json_string(tname(e->new_type)));
+			json_object_set_new(o, "new_size", json_integer((json_int_t)e->new_size));
+			json_object_set_new(o, "new_id", cli_json_oid(&e->new_id));
+			json_object_set_new(o, "new_executable", json_boolean(e->new_flags & ARTIFS_F_EXEC));
+		}
+		json_array_append_new(d->arr, o);
+	} else {
+		printf("%c\t%s\n", e->status, e->path);
+	}
+	return 0;
+}
+
+int cmd_diff(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "stat", no_argument, NULL, 's' },
+		{ 0 },
+	};
+	struct dctx d = { 0 };
+	artifs_store *s = NULL;
+	artifs_commit *ca = NULL, *cb = NULL;
+	MDB_txn *txn = NULL;
+	cli_spec sa = { 0 }, sb = { 0 };
+	artifs_tree_entry ea, eb;
+	artifs_oid ia, ib;
+	int json = 0, o, rc;
+
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (o == 'j')
+			json = 1;
+		else if (o == 's')
+			d.stat = 1;
+		else
+			return cli_usage("diff", "unknown option");
+	}
+	if (argc - optind != 2)
+		return cli_usage("diff", "usage: artifs diff REPO@A REPO@B [--stat] [--json]");
+	if ((rc = cli_spec_parse(&sa, argv[optind])) || (rc = cli_spec_parse(&sb, argv[optind + 1]))) {
+		rc = cli_fail_rc(rc);
+		goto out;
+	}
+	if ((rc = cli_open_store(&s, 1)))
+		goto out;
+	if ((rc = artifs_rtxn_begin(s, &txn)) ||
+	    (rc = cli_resolve(&ia, s, txn, &sa)) || (rc = cli_resolve(&ib, s, txn, &sb)) ||
+	    (rc = artifs_commit_load(&ca, s, txn, &ia)) || (rc = artifs_commit_load(&cb, s, txn, &ib)) ||
+	    (rc = artifs_tree_resolve(&ea, s, txn, &ca->tree, sa.path)) ||
+	    (rc = artifs_tree_resolve(&eb, s, txn, &cb->tree, sb.path))) {
+		rc = cli_fail_rc(rc);
+		goto out;
+	}
+	if (ea.type != ARTIFS_T_DIR || eb.type != ARTIFS_T_DIR) {
+		rc = cli_fail(NULL, "diff compares directories; a path given is a file");
+		goto out;
+	}
+	if (json)
+		d.arr = json_array();
+	if ((rc = artifs_diff_trees(s, txn, &ea.id, &eb.id, on_change, &d))) {
+		rc = cli_fail_rc(rc);
+		goto out;
+	}
+	if (json) {
+		json_t *root = json_object(), *st = json_object();
+		json_object_set_new(root, "from", cli_json_oid(&ia));
+		json_object_set_new(root, "to", cli_json_oid(&ib));
+		json_object_set_new(st, "added", json_integer((json_int_t)d.n['A']));
+		json_object_set_new(st, "removed", json_integer((json_int_t)d.n['D']));
+		json_object_set_new(st, "modified", json_integer((json_int_t)d.n['M']));
+		json_object_set_new(st, "mode", json_integer((json_int_t)d.n['X']));
+		json_object_set_new(st, "labels", json_integer((json_int_t)d.n['L']));
+		json_object_set_new(st, "bytes_added", json_integer((json_int_t)d.bytes_added));
+		json_object_set_new(st, "bytes_removed", json_integer((json_int_t)d.bytes_removed));
+		json_object_set_new(root, "stat", st);
+		if (d.stat)
+			json_decref(d.arr);
+		else
+			json_object_set_new(root, "changes", d.arr);
+		d.arr = NULL;
+		rc = cli_json_print(root);
+	} else if (d.stat) {
+		char b1[32], b2[32];
+		printf("%llu added, %llu removed, %llu modified, %llu mode changed, %llu labels changed; "
+			"+%s -%s\n",
+			(unsigned long long)d.n['A'], (unsigned long long)d.n['D'],
+			(unsigned long long)d.n['M'], (unsigned long long)d.n['X'],
+			(unsigned long long)d.n['L'],
+			cli_bytes(b1, sizeof(b1), (double)d.bytes_added),
+			cli_bytes(b2, sizeof(b2), (double)d.bytes_removed));
+	}
+out:
+	json_decref(d.arr);
+	artifs_commit_free(ca);
+	artifs_commit_free(cb);
+	if (txn)
+		mdb_txn_abort(txn);
+	cli_spec_release(&sa);
+	cli_spec_release(&sb);
+	artifs_store_free(s);
+	return rc;
+}

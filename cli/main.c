@@ -1,0 +1,145 @@
+/*
+ * main.c - 'artifs': argument dispatch and help.  One cmd_<name>.c per
+ * command; only this file and the commands print or choose exit codes.
+ */
+#include "cli.h"
+#include "error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define ARTIFS_VERSION_STR "0.1.0"
+
+static const cli_cmd commands[] = {
+	{ "init", cmd_init, "", "create the store",
+	  "Creates an empty store in the store directory (see STORE below).\n" },
+	{ "create", cmd_create, "dataset NAME | model NAME",
+	  "create repository datasets/NAME or models/NAME",
+	  "The repository starts with one branch, 'main', that has no commits.\n"
+	  "NAME: letters, digits, '.', '_' and '-', at most 100, not starting with '.' or '-'.\n" },
+	{ "repos", cmd_repos, "[--json]", "list repositories",
+	  "Shows each repository with its number of refs and the head of 'main'.\n" },
+	{ "commit", cmd_commit, "REPO[@BRANCH] DIR -m MSG [--meta KEY=VALUE]... [--allow-empty] [--no-cache]",
+	  "snapshot DIR as the new head of BRANCH; prints the commit id",
+	  "Stores regular files, directories, the executable bit and symlinks (as links,\n"
+	  "never followed); sockets, devices and FIFOs are skipped with a warning.\n"
+	  "Files unchanged since the branch's last commit from this machine (same size,\n"
+	  "mtime, ctime and inode) are not read again; --no-cache reads every file.\n"
+	  "If nothing changed, no commit is made and the current head is printed\n"
+	  "(--allow-empty commits anyway).  A file that changes while it is read is\n"
+	  "an error; the branch is left as it was.\n"
+	  "  -m, --message MSG      commit message (required)\n"
+	  "  --meta KEY=VALUE       metadata, repeatable (e.g. eval.accuracy=0.93)\n"
+	  "  --author NAME          default: $ARTIFS_AUTHOR, else USER@HOST\n" },
+	{ "log", cmd_log, "REPO[@REF] [-n N] [--json]", "show the history of a ref",
+	  "Follows first parents from REF (default main), newest first.\n" },
+	{ "show", cmd_show, "REPO@REF [--json]", "show one commit",
+	  "Prints the commit id, tree, parents, author, time, message and metadata.\n" },
+	{ "ls", cmd_ls, "REPO@REF[:PATH] [-r] [-l] [--json]", "list a directory of a version",
+	  "  -r   recurse into directories\n"
+	  "  -l   long format: type and mode, size, object id\n" },
+	{ "cat", cmd_cat, "REPO@REF:PATH", "write a file's bytes to stdout",
+	  "Every chunk is verified against its id; damaged data is an error, never output.\n" },
+	{ "checkout", cmd_checkout, "REPO@REF[:PATH] DEST", "materialise a version into a directory",
+	  "DEST must not exist or be empty.  Files get mode 0644 (0755 if executable)\n"
+	  "and the commit's time; symlinks are recreated as symlinks.\n" },
+	{ "tag", cmd_tag, "REPO NAME [REV] | REPO --list", "tag a commit (tags never move)",
+	  "REV defaults to main.  Tagging the same commit again is a no-op; pointing an\n"
+	  "existing tag at another commit is refused.\n" },
+	{ "branch", cmd_branch, "REPO NAME [REV] | REPO --list [--json]", "create or list branches",
+	  "A new branch starts at REV (default main).\n" },
+	{ "diff", cmd_diff, "REPO@A REPO@B [--stat] [--json]", "compare two versions by path",
+	  "Lines: A added, D removed, M modified, X executable bit changed, L labels changed.\n"
+	  "  --stat   counts and bytes only\n" },
+	{ "du", cmd_du, "[REPO] [--json]", "logical bytes vs stored bytes",
+	  "Logical: the sum over every commit of its files' sizes (what full copies would\n"
+	  "cost).  Stored: the unique chunk bytes those commits reach.\n" },
+	{ "fsck", cmd_fsck, "[--json]", "verify every reachable object against its id",
+	  "Checks every commit, tree, manifest and chunk reachable from any ref or ref log\n"
+	  "entry: each hashes to its id, decodes, and each file matches its digest.\n"
+	  "Exit status 3 if any fault is found.\n" },
+	{ "gc", cmd_gc, "[--dry-run] [--json]", "delete unreachable objects",
+	  "Deletes objects no ref or ref-log entry reaches (for example the chunks of an\n"
+	  "interrupted commit) and reports the bytes freed.  Freed space is reused by\n"
+	  "the store; the file itself does not shrink.\n" },
+};
+
+#define NCMDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: artifs [--store DIR] COMMAND [ARGS]\n\ncommands:\n");
+	for (size_t i = 0; i < NCMDS; i++)
+		fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f,
+		"\nREPO is datasets/NAME or models/NAME.  REF is a branch, tag, environment or\n"
+		"a unique commit-id prefix of at least 6 hex digits; a missing @REF means main.\n"
+		"\nSTORE: --store DIR, else $ARTIFS_STORE, else $XDG_DATA_HOME/artifs,\n"
+		"else ~/.local/share/artifs.\n"
+		"\nexit status: 0 success, 1 failure, 2 usage error, 3 fsck found faults.\n"
+		"Errors go to stderr as 'artifs: error: ...'.  Progress is shown only when\n"
+		"stderr is a terminal.  'artifs COMMAND --help' describes one command.\n");
+}
+
+int cli_help(const char *cmd)
+{
+	for (size_t i = 0; i < NCMDS; i++)
+		if (!strcmp(commands[i].name, cmd)) {
+			printf("usage: artifs %s %s\n\n%s.\n\n%s", cmd, commands[i].usage,
+				commands[i].summary, commands[i].help);
+			return EXIT_OK;
+		}
+	return EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+	int n = 1;
+
+	/* --store may come before or after the command; take it out of argv */
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--")) {
+			for (; i < argc; i++)
+				argv[n++] = argv[i];
+			break;
+		}
+		if (!strcmp(argv[i], "--store")) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "artifs: error: --store needs a directory\n");
+				return EXIT_USAGE;
+			}
+			cli_store_flag = argv[++i];
+		} else if (!strncmp(argv[i], "--store=", 8)) {
+			cli_store_flag = argv[i] + 8;
+		} else {
+			argv[n++] = argv[i];
+		}
+	}
+	argc = n;
+	argv[argc] = NULL;
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+		if (argc > 2 && cli_help(argv[2]) == EXIT_OK)
+			return EXIT_OK;
+		usage(stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+		printf("artifs %s (store format %d)\n", ARTIFS_VERSION_STR, ARTIFS_FORMAT_VERSION);
+		return EXIT_OK;
+	}
+	for (size_t i = 0; i < NCMDS; i++) {
+		if (strcmp(commands[i].name, argv[1]))
+			continue;
+		for (int j = 2; j < argc && strcmp(argv[j], "--"); j++)
+			if (!strcmp(argv[j], "-h") || !strcmp(argv[j], "--help"))
+				return cli_help(argv[1]);
+		artifs_error_clear();
+		return commands[i].fn(argc - 1, argv + 1);
+	}
+	fprintf(stderr, "artifs: error: unknown command '%s'\nhint: see 'artifs --help'\n", argv[1]);
+	return EXIT_USAGE;
+}

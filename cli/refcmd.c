@@ -1,0 +1,97 @@
+/* refcmd.c - what 'tag' and 'branch' share: create a ref at a rev, list refs. */
+#include "refcmd.h"
+#include "error.h"
+
+#include <string.h>
+
+struct list_ctx {
+	char kind;
+	json_t *arr;
+};
+
+static int list_one(const char *name, const artifs_ref *r, void *ctx)
+{
+	struct list_ctx *l = ctx;
+	char hex[ARTIFS_OID_HEXSZ + 1];
+
+	if (r->kind != l->kind)
+		return 0;
+	if (l->arr) {
+		json_t *o = json_object();
+		json_object_set_new(o, "name", json_string(name));
+		json_object_set_new(o, "commit", artifs_oid_is_zero(&r->target) ? json_null() : cli_json_oid(&r->target));
+		json_object_set_new(o, "updated", json_integer(r->time));
+		json_array_append_new(l->arr, o);
+	} else {
+		printf("%-30s %s\n", name, artifs_oid_is_zero(&r->target) ? "(no commits)" :
+			artifs_oid_fmt(hex, &r->target));
+	}
+	return 0;
+}
+
+int refcmd_list(const char *cmd, const char *repo, char kind, int json)
+{
+	struct list_ctx l = { kind, json ? json_array() : NULL };
+	artifs_store *s = NULL;
+	MDB_txn *txn = NULL;
+	int rc;
+
+	if (!artifs_repo_name_valid(repo))
+		return cli_usage(cmd, "invalid repository '%s' (want datasets/NAME or models/NAME)", repo);
+	if ((rc = cli_open_store(&s, 1)))
+		goto out;
+	if ((rc = artifs_rtxn_begin(s, &txn)) || (rc = artifs_repo_check(s, txn, repo)) ||
+	    (rc = artifs_ref_foreach(s, txn, repo, list_one, &l))) {
+		rc = cli_fail_rc(rc);
+		goto out;
+	}
+	if (json) {
+		rc = cli_json_print(l.arr);
+		l.arr = NULL;
+	}
+out:
+	json_decref(l.arr);
+	if (txn)
+		mdb_txn_abort(txn);
+	artifs_store_free(s);
+	return rc;
+}
+
+int refcmd_create(const char *cmd, const char *repo, const char *name, const char *rev, char kind)
+{
+	artifs_store *s = NULL;
+	MDB_txn *txn = NULL;
+	artifs_oid id;
+	char hex[ARTIFS_OID_HEXSZ + 1], msg[256];
+	int rc;
+
+	if (!artifs_repo_name_valid(repo))
+		return cli_usage(cmd, "invalid repository '%s' (want datasets/NAME or models/NAME)", repo);
+	if (!artifs_ref_name_valid(name))
+		return cli_fail(NULL, "invalid %s name '%s' (letters, digits, '.', '_', '-'; "
+			"no leading '.' or '-'; at most %d)", artifs_ref_kind_name(kind), name, ARTIFS_REF_NAME_MAX);
+	if ((rc = cli_open_store(&s, 0)))
+		return rc;
+	if ((rc = artifs_wtxn_begin(s, (size_t)1 << 20, &txn)) ||
+	    (rc = artifs_rev_parse(&id, s, txn, repo, rev))) {
+		rc = cli_fail_rc(rc);
+		goto out;
+	}
+	snprintf(msg, sizeof(msg), "%s %s at %s", cmd, name, rev);
+	if ((rc = artifs_ref_update(s, txn, repo, name, kind, NULL, &id, artifs_author_default(), msg))) {
+		rc = cli_fail_rc(rc);
+		goto out;
+	}
+	rc = artifs_txn_commit(txn);
+	txn = NULL;
+	if (rc) {
+		rc = cli_fail_rc(rc);
+		goto out;
+	}
+	printf("%s\n", artifs_oid_fmt(hex, &id));
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	artifs_store_free(s);
+	return rc;
+}

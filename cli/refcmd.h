@@ -1,0 +1,10 @@
+#ifndef ARTIFS_REFCMD_H
+#define ARTIFS_REFCMD_H
+
+#include "cli.h"
+#include "ref.h"
+
+int refcmd_list(const char *cmd, const char *repo, char kind, int json);
+int refcmd_create(const char *cmd, const char *repo, const char *name, const char *rev, char kind);
+
+#endif

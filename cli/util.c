@@ -1,0 +1,260 @@
+#include "cli.h"
+#include "error.h"
+#include "ref.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *cli_store_flag;
+
+int cli_fail(const char *hint, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("artifs: error: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (hint)
+		fprintf(stderr, "hint: %s\n", hint);
+	return EXIT_FAIL;
+}
+
+void cli_warn(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("artifs: warning: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("artifs: error: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nhint: see 'artifs %s --help'\n", cmd);
+	return EXIT_USAGE;
+}
+
+int cli_fail_rc(int rc)
+{
+	const char *hint = NULL;
+
+	switch (rc) {
+	case ARTIFS_ENOSTORE:
+		hint = "create one with 'artifs init', or choose one with --store DIR or $ARTIFS_STORE";
+		break;
+	case ARTIFS_EVERSION:
+		hint = "this store was written by another version of artifs";
+		break;
+	case ARTIFS_ECORRUPT:
+	case ARTIFS_ECOLLISION:
+		hint = "run 'artifs fsck' to list damaged objects";
+		break;
+	case ARTIFS_EBUSY:
+		hint = "wait for the other operation to finish, then retry";
+		break;
+	case ARTIFS_ESTALE:
+		hint = "another process moved the ref; run the command again";
+		break;
+	case ARTIFS_EIMMUTABLE:
+		hint = "choose a new tag name; tags never move";
+		break;
+	case -ENOSPC:
+		hint = "free some space; the store is unchanged";
+		break;
+	default:
+		break;
+	}
+	return cli_fail(hint, "%s", artifs_error_last());
+}
+
+int cli_open_store(artifs_store **out, int readonly)
+{
+	artifs_store_opts o = ARTIFS_STORE_OPTS_INIT;
+	char *path = NULL;
+	int rc;
+
+	if ((rc = artifs_store_default_path(&path, cli_store_flag)))
+		return cli_fail_rc(rc);
+	o.readonly = 0;
+	(void)readonly;
+	rc = artifs_store_open(out, path, &o);
+	free(path);
+	if (rc)
+		return cli_fail_rc(rc);
+	return 0;
+}
+
+int cli_spec_parse(cli_spec *out, const char *arg)
+{
+	const char *at = strchr(arg, '@');
+	const char *colon;
+
+	memset(out, 0, sizeof(*out));
+	colon = strchr(at ? at : arg, ':');
+	if (at) {
+		out->repo = strndup(arg, (size_t)(at - arg));
+		out->ref = colon ? strndup(at + 1, (size_t)(colon - at - 1)) : strdup(at + 1);
+		out->has_ref = 1;
+	} else {
+		out->repo = colon ? strndup(arg, (size_t)(colon - arg)) : strdup(arg);
+		out->ref = strdup("main");
+	}
+	out->path = strdup(colon ? colon + 1 : "");
+	out->has_path = colon != NULL;
+	if (!out->repo || !out->ref || !out->path) {
+		cli_spec_release(out);
+		return artifs_error(-ENOMEM, "out of memory");
+	}
+	if (out->has_ref && !*out->ref) {
+		cli_spec_release(out);
+		return artifs_error(ARTIFS_EINVAL, "empty ref after '@' in '%s'", arg);
+	}
+	if (!artifs_repo_name_valid(out->repo)) {
+		int rc = artifs_error(ARTIFS_EINVAL,
+			"invalid repository '%s' (want datasets/NAME or models/NAME)", out->repo);
+		cli_spec_release(out);
+		return rc;
+	}
+	return 0;
+}
+
+void cli_spec_release(cli_spec *sp)
+{
+	free(sp->repo);
+	free(sp->ref);
+	free(sp->path);
+	memset(sp, 0, sizeof(*sp));
+}
+
+int cli_resolve(artifs_oid *out, artifs_store *s, MDB_txn *txn, const cli_spec *sp)
+{
+	return artifs_rev_parse(out, s, txn, sp->repo, sp->ref);
+}
+
+double cli_now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+const char *cli_bytes(char *buf, size_t len, double b)
+{
+	static const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	int i = 0;
+
+	while (b >= 1024 && i < 5) {
+		b /= 1024;
+		i++;
+	}
+	if (i == 0)
+		snprintf(buf, len, "%.0f B", b);
+	else
+		snprintf(buf, len, "%.1f %s", b, u[i]);
+	return buf;
+}
+
+const char *cli_time(char *buf, size_t len, int64_t t)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	gmtime_r(&tt, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return buf;
+}
+
+void cli_progress_init(cli_progress *p, const char *label)
+{
+	p->label = label;
+	p->start = p->last = cli_now();
+	p->active = isatty(STDERR_FILENO);
+}
+
+void cli_progress_cb(const artifs_progress *pr, void *ctx)
+{
+	cli_progress *p = ctx;
+	double now, dt;
+	char b1[32], b2[32];
+
+	if (!p || !p->active)
+		return;
+	now = cli_now();
+	if (now - p->last < 0.1)
+		return;
+	p->last = now;
+	dt = now - p->start;
+	fprintf(stderr, "\r\033[K%s: %llu files, %s, %s/s", p->label,
+		(unsigned long long)pr->files, cli_bytes(b1, sizeof(b1), (double)pr->bytes),
+		cli_bytes(b2, sizeof(b2), dt > 0 ? (double)pr->bytes / dt : 0));
+	fflush(stderr);
+}
+
+void cli_progress_done(cli_progress *p)
+{
+	if (p->active)
+		fputs("\r\033[K", stderr);
+}
+
+int cli_json_print(json_t *v)
+{
+	int rc;
+
+	if (!v)
+		return cli_fail(NULL, "out of memory");
+	rc = json_dumpf(v, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+	fputc('\n', stdout);
+	json_decref(v);
+	return rc ? cli_fail(NULL, "cannot write output") : 0;
+}
+
+json_t *cli_json_oid(const artifs_oid *id)
+{
+	char hex[ARTIFS_OID_HEXSZ + 1];
+
+	return json_string(artifs_oid_fmt(hex, id));
+}
+
+/* Strings from the store may hold any bytes; JSON needs UTF-8. */
+static json_t *jstr(const char *s)
+{
+	json_t *v = json_string(s);
+
+	return v ? v : json_stringn_nocheck(s, strlen(s));
+}
+
+json_t *cli_json_commit(const artifs_oid *id, const artifs_commit *c)
+{
+	json_t *o = json_object(), *parents = json_array(), *meta = json_object();
+	char t[64];
+
+	json_object_set_new(o, "id", cli_json_oid(id));
+	json_object_set_new(o, "repo", jstr(c->repo));
+	json_object_set_new(o, "tree", cli_json_oid(&c->tree));
+	for (uint32_t i = 0; i < c->nparents; i++)
+		json_array_append_new(parents, cli_json_oid(&c->parents[i]));
+	json_object_set_new(o, "parents", parents);
+	json_object_set_new(o, "author", jstr(c->author));
+	json_object_set_new(o, "time", json_integer(c->time));
+	json_object_set_new(o, "date", json_string(cli_time(t, sizeof(t), c->time)));
+	json_object_set_new(o, "message", jstr(c->message));
+	for (size_t i = 0; i < c->nmeta; i++)
+		json_object_set_new(meta, c->meta[i].key, jstr(c->meta[i].value));
+	json_object_set_new(o, "metadata", meta);
+	return o;
+}

@@ -1,0 +1,448 @@
+/*
+ * Keys and values (see index/FORMAT.md):
+ *   repos:  "REPO"                -> u8 version=1 | 7 x 0 | i64 created
+ *   refs:   "REPO" 0 "NAME"       -> u8 kind | 7 x 0 | 16 target | i64 time | u64 seq
+ *   reflog: "REPO" 0 "NAME" 0 be64 seq -> 16 old | 16 new | i64 time | str author | str message
+ */
+#include "ref.h"
+#include "codec.h"
+#include "commit.h"
+#include "error.h"
+#include "store_int.h"
+
+#include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#define REF_VALSZ 40
+
+static int name_chars_ok(const char *s, size_t n)
+{
+	if (n == 0 || n > ARTIFS_REF_NAME_MAX || s[0] == '.' || s[0] == '-')
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+int artifs_repo_name_valid(const char *repo)
+{
+	const char *n;
+
+	if (!strncmp(repo, "datasets/", 9))
+		n = repo + 9;
+	else if (!strncmp(repo, "models/", 7))
+		n = repo + 7;
+	else
+		return 0;
+	return name_chars_ok(n, strlen(n));
+}
+
+int artifs_ref_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+
+	return name_chars_ok(name, n) && !(n >= 5 && !strcmp(name + n - 5, ".lock"));
+}
+
+const char *artifs_ref_kind_name(char kind)
+{
+	switch (kind) {
+	case ARTIFS_REF_BRANCH: return "branch";
+	case ARTIFS_REF_TAG: return "tag";
+	case ARTIFS_REF_ENV: return "environment";
+	default: return "unknown";
+	}
+}
+
+const char *artifs_author_default(void)
+{
+	static char buf[256];
+	const char *a = getenv("ARTIFS_AUTHOR");
+	const char *user = getenv("USER");
+	char host[128] = "localhost";
+
+	if (a && *a)
+		return a;
+	if (!user || !*user) {
+		struct passwd *pw = getpwuid(getuid());
+		user = pw ? pw->pw_name : "unknown";
+	}
+	gethostname(host, sizeof(host) - 1);
+	host[sizeof(host) - 1] = '\0';
+	snprintf(buf, sizeof(buf), "%s@%s", user, host);
+	return buf;
+}
+
+/* key = repo 0 name [0 be64 seq] */
+static int make_key(artifs_buf *k, const char *repo, const char *name, int with_seq, uint64_t seq)
+{
+	int rc;
+
+	if ((rc = artifs_buf_put(k, repo, strlen(repo) + 1)) ||
+	    (rc = artifs_buf_put(k, name, strlen(name) + (with_seq ? 1 : 0))))
+		return rc;
+	if (with_seq) {
+		uint8_t t[8];
+		put_be64(t, seq);
+		rc = artifs_buf_put(k, t, 8);
+	}
+	return rc;
+}
+
+int artifs_repo_check(artifs_store *s, MDB_txn *txn, const char *repo)
+{
+	MDB_val k = { strlen(repo), (void *)repo }, v;
+	int rc;
+
+	if (!artifs_repo_name_valid(repo))
+		return artifs_error(ARTIFS_EINVAL,
+			"invalid repository name '%s' (want datasets/NAME or models/NAME)", repo);
+	rc = mdb_get(txn, s->repos, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return artifs_error(ARTIFS_ENOTFOUND, "repository '%s' does not exist", repo);
+	if (rc)
+		return artifs_error_lmdb(rc, "cannot read repository");
+	return 0;
+}
+
+int artifs_repo_info(artifs_store *s, MDB_txn *txn, const char *repo, int64_t *created)
+{
+	MDB_val k = { strlen(repo), (void *)repo }, v;
+	int rc = mdb_get(txn, s->repos, &k, &v);
+
+	if (rc == MDB_NOTFOUND)
+		return artifs_error(ARTIFS_ENOTFOUND, "repository '%s' does not exist", repo);
+	if (rc)
+		return artifs_error_lmdb(rc, "cannot read repository");
+	if (v.mv_size != 16)
+		return artifs_error(ARTIFS_ECORRUPT, "repository record of '%s' is malformed", repo);
+	*created = (int64_t)get_le64((const uint8_t *)v.mv_data + 8);
+	return 0;
+}
+
+int artifs_repo_create(artifs_store *s, const char *repo)
+{
+	MDB_txn *txn = NULL;
+	MDB_val k = { strlen(repo), (void *)repo }, v;
+	uint8_t rec[16] = { 1 };
+	artifs_oid zero = { { 0 } };
+	int rc;
+
+	if (!artifs_repo_name_valid(repo))
+		return artifs_error(ARTIFS_EINVAL,
+			"invalid repository name '%s' (NAME: letters, digits, '.', '_', '-'; at most %d)",
+			repo, ARTIFS_REF_NAME_MAX);
+	if ((rc = artifs_wtxn_begin(s, 1 << 20, &txn)))
+		return rc;
+	put_le64(rec + 8, (uint64_t)time(NULL));
+	v.mv_data = rec;
+	v.mv_size = sizeof(rec);
+	rc = mdb_put(txn, s->repos, &k, &v, MDB_NOOVERWRITE);
+	if (rc == MDB_KEYEXIST) {
+		rc = artifs_error(ARTIFS_EEXISTS, "repository '%s' already exists", repo);
+		goto done;
+	} else if (rc) {
+		rc = artifs_error_lmdb(rc, "cannot create repository");
+		goto done;
+	}
+	if ((rc = artifs_ref_update(s, txn, repo, "main", ARTIFS_REF_BRANCH, NULL, &zero,
+			artifs_author_default(), "create repository")))
+		goto done;
+	rc = artifs_txn_commit(txn);
+	txn = NULL;
+done:
+	if (txn)
+		mdb_txn_abort(txn);
+	return rc;
+}
+
+int artifs_repo_foreach(artifs_store *s, MDB_txn *txn,
+	int (*fn)(const char *repo, int64_t created, void *ctx), void *ctx)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	int rc, op = MDB_FIRST;
+	char name[256];
+
+	if ((rc = mdb_cursor_open(txn, s->repos, &cur)))
+		return artifs_error_lmdb(rc, "cannot list repositories");
+	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+		op = MDB_NEXT;
+		if (k.mv_size >= sizeof(name) || v.mv_size != 16)
+			continue;
+		memcpy(name, k.mv_data, k.mv_size);
+		name[k.mv_size] = '\0';
+		if ((rc = fn(name, (int64_t)get_le64((const uint8_t *)v.mv_data + 8), ctx)))
+			break;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int decode_ref(artifs_ref *out, const MDB_val *v)
+{
+	const uint8_t *p = v->mv_data;
+
+	if (v->mv_size != REF_VALSZ)
+		return artifs_error(ARTIFS_ECORRUPT, "malformed ref record");
+	out->kind = (char)p[0];
+	memcpy(out->target.id, p + 8, 16);
+	out->time = (int64_t)get_le64(p + 24);
+	out->seq = get_le64(p + 32);
+	return 0;
+}
+
+int artifs_ref_get(artifs_ref *out, artifs_store *s, MDB_txn *txn, const char *repo, const char *name)
+{
+	artifs_buf key = { 0 };
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = make_key(&key, repo, name, 0, 0)))
+		return rc;
+	k.mv_data = key.ptr;
+	k.mv_size = key.len;
+	rc = mdb_get(txn, s->refs, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		rc = artifs_error(ARTIFS_ENOTFOUND, "no ref '%s' in '%s'", name, repo);
+	else if (rc)
+		rc = artifs_error_lmdb(rc, "cannot read ref");
+	else
+		rc = decode_ref(out, &v);
+	artifs_buf_release(&key);
+	return rc;
+}
+
+int artifs_ref_foreach(artifs_store *s, MDB_txn *txn, const char *repo,
+	int (*fn)(const char *name, const artifs_ref *ref, void *ctx), void *ctx)
+{
+	size_t plen = strlen(repo) + 1;
+	MDB_cursor *cur = NULL;
+	MDB_val k = { plen, (void *)repo }, v;
+	int rc, op = MDB_SET_RANGE;
+	char name[ARTIFS_REF_NAME_MAX + 1];
+
+	if ((rc = mdb_cursor_open(txn, s->refs, &cur)))
+		return artifs_error_lmdb(rc, "cannot list refs");
+	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+		artifs_ref r;
+		size_t nlen;
+		op = MDB_NEXT;
+		if (k.mv_size <= plen || memcmp(k.mv_data, repo, plen))
+			break;
+		nlen = k.mv_size - plen;
+		if (nlen > ARTIFS_REF_NAME_MAX || decode_ref(&r, &v))
+			continue;
+		memcpy(name, (const char *)k.mv_data + plen, nlen);
+		name[nlen] = '\0';
+		if ((rc = fn(name, &r, ctx)))
+			break;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int artifs_ref_update(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
+	char kind, const artifs_oid *expect, const artifs_oid *target,
+	const char *author, const char *message)
+{
+	artifs_buf key = { 0 }, log = { 0 };
+	artifs_ref cur = { 0 };
+	uint8_t rec[REF_VALSZ] = { 0 }, t[40];
+	int64_t now = (int64_t)time(NULL);
+	MDB_val k, v;
+	int rc, exists;
+
+	if (!artifs_ref_name_valid(name))
+		return artifs_error(ARTIFS_EINVAL,
+			"invalid ref name '%s' (letters, digits, '.', '_', '-'; no leading '.' or '-'; at most %d)",
+			name, ARTIFS_REF_NAME_MAX);
+	rc = artifs_ref_get(&cur, s, txn, repo, name);
+	if (rc && rc != ARTIFS_ENOTFOUND)
+		return rc;
+	exists = rc == 0;
+	if (exists && cur.kind != kind)
+		return artifs_error(ARTIFS_EEXISTS, "'%s' is already a %s in '%s'",
+			name, artifs_ref_kind_name(cur.kind), repo);
+	if (exists && kind == ARTIFS_REF_TAG) {
+		if (!artifs_oid_cmp(&cur.target, target))
+			return 0;	/* re-tagging the same commit is a no-op */
+		return artifs_error(ARTIFS_EIMMUTABLE, "tag '%s' already exists in '%s' and tags never move",
+			name, repo);
+	}
+	if (!expect && exists)
+		return artifs_error(ARTIFS_EEXISTS, "%s '%s' already exists in '%s'",
+			artifs_ref_kind_name(kind), name, repo);
+	if (expect && !exists)
+		return artifs_error(ARTIFS_ESTALE, "%s '%s' of '%s' was deleted concurrently",
+			artifs_ref_kind_name(kind), name, repo);
+	if (expect && artifs_oid_cmp(expect, &cur.target))
+		return artifs_error(ARTIFS_ESTALE, "%s '%s' of '%s' moved while this operation ran",
+			artifs_ref_kind_name(kind), name, repo);
+
+	rec[0] = (uint8_t)kind;
+	memcpy(rec + 8, target->id, 16);
+	put_le64(rec + 24, (uint64_t)now);
+	put_le64(rec + 32, cur.seq + 1);
+	if ((rc = make_key(&key, repo, name, 0, 0)))
+		goto done;
+	k.mv_data = key.ptr;
+	k.mv_size = key.len;
+	v.mv_data = rec;
+	v.mv_size = sizeof(rec);
+	if ((rc = mdb_put(txn, s->refs, &k, &v, 0))) {
+		rc = rc == MDB_MAP_FULL ? rc : artifs_error_lmdb(rc, "cannot write ref");
+		goto done;
+	}
+	key.len = 0;
+	if ((rc = make_key(&key, repo, name, 1, cur.seq + 1)))
+		goto done;
+	memcpy(t, cur.target.id, 16);
+	memcpy(t + 16, target->id, 16);
+	put_le64(t + 32, (uint64_t)now);
+	if ((rc = artifs_buf_put(&log, t, 40)) ||
+	    (rc = artifs_buf_put_str(&log, author, strlen(author))) ||
+	    (rc = artifs_buf_put_str(&log, message, strlen(message))))
+		goto done;
+	k.mv_data = key.ptr;
+	k.mv_size = key.len;
+	v.mv_data = log.ptr;
+	v.mv_size = log.len;
+	if ((rc = mdb_put(txn, s->reflog, &k, &v, 0)))
+		rc = rc == MDB_MAP_FULL ? rc : artifs_error_lmdb(rc, "cannot write ref log");
+done:
+	artifs_buf_release(&key);
+	artifs_buf_release(&log);
+	return rc;
+}
+
+int artifs_reflog_foreach(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
+	int (*fn)(const artifs_reflog_entry *e, void *ctx), void *ctx)
+{
+	artifs_buf key = { 0 };
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	size_t plen;
+	int rc;
+
+	if ((rc = make_key(&key, repo, name, 1, UINT64_MAX)))
+		return rc;
+	plen = key.len - 8;
+	if ((rc = mdb_cursor_open(txn, s->reflog, &cur))) {
+		artifs_buf_release(&key);
+		return artifs_error_lmdb(rc, "cannot read ref log");
+	}
+	k.mv_data = key.ptr;
+	k.mv_size = key.len;
+	/* position after the last entry of this ref, then walk backwards */
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	rc = mdb_cursor_get(cur, &k, &v, rc == 0 ? MDB_PREV : MDB_LAST);
+	for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
+		artifs_reflog_entry e;
+		artifs_rd r;
+		const uint8_t *h;
+		if (k.mv_size != plen + 8 || memcmp(k.mv_data, key.ptr, plen))
+			break;
+		r.p = v.mv_data;
+		r.end = r.p + v.mv_size;
+		r.err = 0;
+		if (!(h = rd_take(&r, 40)))
+			continue;
+		e.seq = get_be64((const uint8_t *)k.mv_data + plen);
+		memcpy(e.old_id.id, h, 16);
+		memcpy(e.new_id.id, h + 16, 16);
+		e.time = (int64_t)get_le64(h + 32);
+		e.author_len = rd_le32(&r);
+		e.author = (const char *)rd_take(&r, e.author_len);
+		e.message_len = rd_le32(&r);
+		e.message = (const char *)rd_take(&r, e.message_len);
+		if (r.err)
+			continue;
+		if ((rc = fn(&e, ctx)))
+			break;
+	}
+	mdb_cursor_close(cur);
+	artifs_buf_release(&key);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int artifs_rev_parse(artifs_oid *out, artifs_store *s, MDB_txn *txn, const char *repo, const char *rev)
+{
+	artifs_ref ref;
+	uint8_t lo[16] = { 0 };
+	size_t n = strlen(rev);
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	int rc, found = 0, op;
+
+	if ((rc = artifs_repo_check(s, txn, repo)))
+		return rc;
+	if (artifs_ref_name_valid(rev)) {
+		rc = artifs_ref_get(&ref, s, txn, repo, rev);
+		if (rc == 0) {
+			if (artifs_oid_is_zero(&ref.target))
+				return artifs_error(ARTIFS_ENOTFOUND, "%s '%s' of '%s' has no commits yet",
+					artifs_ref_kind_name(ref.kind), rev, repo);
+			*out = ref.target;
+			return 0;
+		}
+		if (rc != ARTIFS_ENOTFOUND)
+			return rc;
+	}
+	if (n < 6 || n > ARTIFS_OID_HEXSZ)
+		goto notfound;
+	for (size_t i = 0; i < n; i++) {
+		int d = hexval(rev[i]);
+		if (d < 0)
+			goto notfound;
+		lo[i / 2] |= (uint8_t)(i % 2 ? d : d << 4);
+	}
+	if ((rc = mdb_cursor_open(txn, s->commits, &cur)))
+		return artifs_error_lmdb(rc, "cannot search commits");
+	k.mv_data = lo;
+	k.mv_size = 16;
+	for (op = MDB_SET_RANGE; (rc = mdb_cursor_get(cur, &k, &v, op)) == 0; op = MDB_NEXT) {
+		const uint8_t *id = k.mv_data;
+		artifs_commit *c = NULL;
+		if (k.mv_size != 16 || memcmp(id, lo, n / 2) ||
+		    (n % 2 && (id[n / 2] >> 4) != (lo[n / 2] >> 4)))
+			break;
+		if (artifs_commit_decode(&c, v.mv_data, v.mv_size) == 0) {
+			int mine = !strcmp(c->repo, repo);
+			artifs_commit_free(c);
+			if (mine) {
+				if (found++) {
+					mdb_cursor_close(cur);
+					return artifs_error(ARTIFS_EAMBIGUOUS,
+						"commit id prefix '%s' is ambiguous in '%s'; give more digits", rev, repo);
+				}
+				memcpy(out->id, id, 16);
+			}
+		}
+	}
+	mdb_cursor_close(cur);
+	if (found)
+		return 0;
+notfound:
+	return artifs_error(ARTIFS_ENOTFOUND,
+		"'%s' is not a branch, tag, environment or commit of '%s'", rev, repo);
+}

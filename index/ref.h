@@ -1,0 +1,89 @@
+/*
+ * ref.h - repositories, refs and the ref log.
+ *
+ * Each repository ("datasets/NAME", "models/NAME") has one namespace of
+ * refs: branches move on commit, tags never move, environments move on
+ * promote.  Every move is appended to the ref log.
+ */
+#ifndef ARTIFS_REF_H
+#define ARTIFS_REF_H
+
+#include <lmdb.h>
+#include <stdint.h>
+
+#include "oid.h"
+#include "store.h"
+
+enum artifs_ref_kind {
+	ARTIFS_REF_BRANCH = 'b',
+	ARTIFS_REF_TAG = 't',
+	ARTIFS_REF_ENV = 'e',
+};
+
+#define ARTIFS_REF_NAME_MAX 100
+
+typedef struct artifs_ref {
+	char kind;		/* enum artifs_ref_kind */
+	artifs_oid target;	/* zero: a branch with no commit yet */
+	int64_t time;		/* last move */
+	uint64_t seq;		/* number of moves logged */
+} artifs_ref;
+
+typedef struct artifs_reflog_entry {
+	uint64_t seq;
+	artifs_oid old_id, new_id;
+	int64_t time;
+	const char *author;	/* valid with the txn; not NUL-terminated */
+	size_t author_len;
+	const char *message;
+	size_t message_len;
+} artifs_reflog_entry;
+
+/* "datasets/NAME" or "models/NAME", NAME of [A-Za-z0-9._-], 1..100, no leading '.' or '-'. */
+int artifs_repo_name_valid(const char *repo);
+/* Same character rules for branch, tag and environment names. */
+int artifs_ref_name_valid(const char *name);
+const char *artifs_ref_kind_name(char kind);
+
+/* Create a repository with an unborn branch "main". */
+int artifs_repo_create(artifs_store *s, const char *repo);
+/* 0 if it exists, ARTIFS_ENOTFOUND (with a hint-friendly message) if not. */
+int artifs_repo_check(artifs_store *s, MDB_txn *txn, const char *repo);
+/* Created time of a repository. */
+int artifs_repo_info(artifs_store *s, MDB_txn *txn, const char *repo, int64_t *created);
+
+/* Call fn for every repository in name order; a non-zero return stops. */
+int artifs_repo_foreach(artifs_store *s, MDB_txn *txn,
+	int (*fn)(const char *repo, int64_t created, void *ctx), void *ctx);
+
+int artifs_ref_get(artifs_ref *out, artifs_store *s, MDB_txn *txn, const char *repo, const char *name);
+
+/* Every ref of repo in name order; fn gets a NUL-terminated name. */
+int artifs_ref_foreach(artifs_store *s, MDB_txn *txn, const char *repo,
+	int (*fn)(const char *name, const artifs_ref *ref, void *ctx), void *ctx);
+
+/*
+ * Move (or create) ref `name` to `target` inside write txn `txn`, as a
+ * compare-and-swap: `expect` NULL means the ref must not exist; otherwise
+ * its current target must equal *expect (ARTIFS_ESTALE if not).  A ref of
+ * another kind under the name is ARTIFS_EEXISTS; moving a tag is
+ * ARTIFS_EIMMUTABLE.  Appends to the ref log.
+ */
+int artifs_ref_update(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
+	char kind, const artifs_oid *expect, const artifs_oid *target,
+	const char *author, const char *message);
+
+/* Ref log of one ref, newest first; fn's entry is valid during the call. */
+int artifs_reflog_foreach(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
+	int (*fn)(const artifs_reflog_entry *e, void *ctx), void *ctx);
+
+/*
+ * Resolve REV in repo: a ref name, else a commit-id prefix of at least 6
+ * hex digits that names exactly one commit of this repository.
+ */
+int artifs_rev_parse(artifs_oid *out, artifs_store *s, MDB_txn *txn, const char *repo, const char *rev);
+
+/* The committing identity: $ARTIFS_AUTHOR, else the login name and host. */
+const char *artifs_author_default(void);
+
+#endif

@@ -1,0 +1,433 @@
+/*
+ * store.c - opening the LMDB environment, growing its map, transactions.
+ *
+ * Map growth: LMDB fails a write with MDB_MAP_FULL once the data file would
+ * pass the map size fixed at open.  Every write transaction starts through
+ * artifs_wtxn_begin() with an estimate of what it will add; the map is
+ * doubled (at least) before the transaction whenever the headroom is short.
+ * Other processes notice at their next transaction (MDB_MAP_RESIZED) and
+ * adopt the new size.  The map is only address space: LMDB without
+ * MDB_WRITEMAP never extends the file beyond the pages it wrote.
+ */
+#include "store_int.h"
+#include "codec.h"
+#include "error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEFAULT_MAPSIZE ((size_t)1 << 30)
+#define GROW_ALIGN ((size_t)64 << 20)
+
+static char *path_join(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *p = malloc(la + lb + 2);
+
+	if (!p)
+		return NULL;
+	memcpy(p, a, la);
+	p[la] = '/';
+	memcpy(p + la + 1, b, lb + 1);
+	return p;
+}
+
+int artifs_store_default_path(char **out, const char *flag)
+{
+	const char *env = getenv("ARTIFS_STORE");
+	const char *xdg = getenv("XDG_DATA_HOME");
+	const char *home = getenv("HOME");
+	char *p = NULL;
+
+	if (flag && *flag)
+		p = strdup(flag);
+	else if (env && *env)
+		p = strdup(env);
+	else if (xdg && *xdg == '/')
+		p = path_join(xdg, "artifs");
+	else if (home && *home)
+		p = path_join(home, ".local/share/artifs");
+	else
+		return artifs_error(ARTIFS_EINVAL,
+			"no store given: set --store, $ARTIFS_STORE or $HOME");
+	if (!p)
+		return artifs_error(-ENOMEM, "out of memory");
+	*out = p;
+	return 0;
+}
+
+static int mkdir_p(const char *dir)
+{
+	char *tmp = strdup(dir);
+	int rc = 0;
+
+	if (!tmp)
+		return -ENOMEM;
+	for (char *p = tmp + 1; ; p++) {
+		if (*p == '/' || *p == '\0') {
+			char c = *p;
+			*p = '\0';
+			if (mkdir(tmp, 0755) < 0 && errno != EEXIST) {
+				rc = -errno;
+				break;
+			}
+			*p = c;
+			if (!c)
+				break;
+		}
+	}
+	free(tmp);
+	return rc;
+}
+
+static int open_dbis(artifs_store *s, MDB_txn *txn, unsigned int flags)
+{
+	static const struct { const char *name; size_t off; } dbs[] = {
+		{ "meta", offsetof(artifs_store, meta) },
+		{ "chunks", offsetof(artifs_store, chunks) },
+		{ "blobs", offsetof(artifs_store, blobs) },
+		{ "trees", offsetof(artifs_store, trees) },
+		{ "commits", offsetof(artifs_store, commits) },
+		{ "repos", offsetof(artifs_store, repos) },
+		{ "refs", offsetof(artifs_store, refs) },
+		{ "reflog", offsetof(artifs_store, reflog) },
+		{ "statcache", offsetof(artifs_store, statcache) },
+	};
+
+	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
+		MDB_dbi *dbi = (MDB_dbi *)((char *)s + dbs[i].off);
+		int rc = mdb_dbi_open(txn, dbs[i].name, flags, dbi);
+		if (rc == MDB_NOTFOUND)
+			return artifs_error(ARTIFS_ECORRUPT,
+				"store '%s' has no '%s' table", s->path, dbs[i].name);
+		if (rc)
+			return artifs_error_lmdb(rc, "cannot open table");
+	}
+	return 0;
+}
+
+static int env_create(artifs_store *s, const artifs_store_opts *opts, int create)
+{
+	char *data = path_join(s->path, "data.mdb");
+	size_t mapsize = opts && opts->initial_mapsize ? opts->initial_mapsize : DEFAULT_MAPSIZE;
+	struct stat st;
+	int rc;
+
+	if (!data)
+		return artifs_error(-ENOMEM, "out of memory");
+	if (stat(data, &st) < 0) {
+		rc = errno;
+		free(data);
+		if (rc == ENOENT && !create)
+			return artifs_error(ARTIFS_ENOSTORE, "no store at '%s'", s->path);
+		if (rc != ENOENT)
+			return artifs_error(-rc, "cannot open store '%s': %s", s->path, strerror(rc));
+	} else {
+		free(data);
+		/* start with room to grow past what is there already */
+		if ((size_t)st.st_size + DEFAULT_MAPSIZE / 2 > mapsize)
+			mapsize = ((size_t)st.st_size * 2 + GROW_ALIGN - 1) / GROW_ALIGN * GROW_ALIGN;
+	}
+	if ((rc = mdb_env_create(&s->env)))
+		return artifs_error_lmdb(rc, "cannot create environment");
+	mdb_env_set_maxdbs(s->env, 16);
+	/* a multithreaded daemon plus CLI processes pass LMDB's default 126 */
+	mdb_env_set_maxreaders(s->env, 1024);
+	mdb_env_set_mapsize(s->env, mapsize);
+	/* MDB_NORDAHEAD: cold reads of large values were ~10x faster without
+	 * kernel read-ahead on the map; MDB_NOTLS: read txns are not bound to
+	 * threads, so a reader can be reset and renewed anywhere. */
+	rc = mdb_env_open(s->env, s->path,
+		MDB_NOTLS | MDB_NORDAHEAD | (s->readonly ? MDB_RDONLY : 0), 0644);
+	if (rc) {
+		if (rc == EACCES || rc == EROFS)
+			return artifs_error(-rc, "cannot open store '%s': %s", s->path, strerror(rc));
+		return artifs_error_lmdb(rc, "cannot open store");
+	}
+	{
+		int dead = 0;
+		mdb_reader_check(s->env, &dead);
+	}
+	return 0;
+}
+
+static artifs_store *store_alloc(const char *dir, const artifs_store_opts *opts)
+{
+	artifs_store *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->lock_fd = -1;
+	s->readonly = opts ? opts->readonly : 0;
+	s->path = strdup(dir);
+	if (!s->path) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+int artifs_store_init(const char *dir, const artifs_store_opts *opts)
+{
+	artifs_store *s = NULL;
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	uint8_t ver[4];
+	int rc;
+
+	if ((rc = mkdir_p(dir)))
+		return artifs_error(rc, "cannot create store directory '%s': %s", dir, strerror(-rc));
+	if (!(s = store_alloc(dir, opts)))
+		return artifs_error(-ENOMEM, "out of memory");
+	s->readonly = 0;
+	if ((rc = env_create(s, opts, 1)))
+		goto done;
+	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
+		rc = artifs_error_lmdb(rc, "cannot begin transaction");
+		goto done;
+	}
+	if ((rc = open_dbis(s, txn, MDB_CREATE)))
+		goto done;
+	k.mv_data = (void *)"format";
+	k.mv_size = 6;
+	if (mdb_get(txn, s->meta, &k, &v) == 0) {
+		rc = artifs_error(ARTIFS_EEXISTS, "a store already exists at '%s'", dir);
+		goto done;
+	}
+	put_le32(ver, ARTIFS_FORMAT_VERSION);
+	v.mv_data = ver;
+	v.mv_size = 4;
+	if ((rc = mdb_put(txn, s->meta, &k, &v, 0))) {
+		rc = artifs_error_lmdb(rc, "cannot write format version");
+		goto done;
+	}
+	rc = artifs_txn_commit(txn);
+	txn = NULL;
+done:
+	if (txn)
+		mdb_txn_abort(txn);
+	artifs_store_free(s);
+	return rc;
+}
+
+int artifs_store_open(artifs_store **out, const char *dir, const artifs_store_opts *opts)
+{
+	artifs_store *s = NULL;
+	MDB_txn *txn = NULL;
+	MDB_val k = { 6, (void *)"format" }, v;
+	int rc;
+
+	if (!(s = store_alloc(dir, opts)))
+		return artifs_error(-ENOMEM, "out of memory");
+	if ((rc = env_create(s, opts, 0)))
+		goto done;
+	if ((rc = artifs_rtxn_begin(s, &txn)))
+		goto done;
+	{
+		MDB_dbi meta;
+		int r = mdb_dbi_open(txn, "meta", 0, &meta);
+		if (r == MDB_NOTFOUND) {
+			rc = artifs_error(ARTIFS_ENOSTORE, "'%s' is not an artifs store", dir);
+			goto done;
+		} else if (r) {
+			rc = artifs_error_lmdb(r, "cannot open store");
+			goto done;
+		}
+		r = mdb_get(txn, meta, &k, &v);
+		if (r || v.mv_size != 4) {
+			rc = artifs_error(ARTIFS_ENOSTORE, "'%s' is not an artifs store (no format version)", dir);
+			goto done;
+		}
+		if (get_le32(v.mv_data) != ARTIFS_FORMAT_VERSION) {
+			rc = artifs_error(ARTIFS_EVERSION,
+				"store '%s' has format version %u; this artifs reads version %d only",
+				dir, get_le32(v.mv_data), ARTIFS_FORMAT_VERSION);
+			goto done;
+		}
+	}
+	if ((rc = open_dbis(s, txn, 0)))
+		goto done;
+	/* dbi handles opened in a read txn stay valid once it commits */
+	rc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (rc) {
+		rc = artifs_error_lmdb(rc, "cannot open store");
+		goto done;
+	}
+	*out = s;
+	s = NULL;
+done:
+	if (txn)
+		mdb_txn_abort(txn);
+	artifs_store_free(s);
+	return rc;
+}
+
+void artifs_store_free(artifs_store *s)
+{
+	if (!s)
+		return;
+	if (s->env)
+		mdb_env_close(s->env);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
+	free(s->path);
+	free(s);
+}
+
+const char *artifs_store_path(const artifs_store *s)
+{
+	return s->path;
+}
+
+void artifs_store_usage(artifs_store *s, size_t *mapsize, size_t *used)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+
+	mdb_env_info(s->env, &info);
+	mdb_env_stat(s->env, &st);
+	if (mapsize)
+		*mapsize = info.me_mapsize;
+	if (used)
+		*used = (info.me_last_pgno + 1) * (size_t)st.ms_psize;
+}
+
+int artifs_rtxn_begin(artifs_store *s, MDB_txn **out)
+{
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, out);
+
+	if (rc == MDB_MAP_RESIZED) {
+		mdb_env_set_mapsize(s->env, 0);
+		rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, out);
+	}
+	if (rc)
+		return artifs_error_lmdb(rc, "cannot begin read transaction");
+	return 0;
+}
+
+int artifs_store_grow(artifs_store *s, size_t need)
+{
+	size_t mapsize, used, want;
+	int rc;
+
+	artifs_store_usage(s, &mapsize, &used);
+	want = mapsize * 2;
+	if (want < used + need * 2 + GROW_ALIGN)
+		want = used + need * 2 + GROW_ALIGN;
+	want = (want + GROW_ALIGN - 1) / GROW_ALIGN * GROW_ALIGN;
+	if ((rc = mdb_env_set_mapsize(s->env, want)))
+		return artifs_error_lmdb(rc, "cannot grow the store's map");
+	return 0;
+}
+
+int artifs_wtxn_begin(artifs_store *s, size_t need, MDB_txn **out)
+{
+	size_t mapsize, used;
+	int rc;
+
+	if (s->readonly)
+		return artifs_error(-EROFS, "store '%s' is open read-only", s->path);
+	/* adopt a size another process set before measuring headroom */
+	mdb_env_set_mapsize(s->env, 0);
+	artifs_store_usage(s, &mapsize, &used);
+	/* B-tree pages and copy-on-write add to the payload: ask for 1.5x */
+	if (mapsize < used || mapsize - used < need + need / 2 + ((size_t)16 << 20)) {
+		if ((rc = artifs_store_grow(s, need + need / 2)))
+			return rc;
+	}
+	rc = mdb_txn_begin(s->env, NULL, 0, out);
+	if (rc == MDB_MAP_RESIZED) {
+		mdb_env_set_mapsize(s->env, 0);
+		rc = mdb_txn_begin(s->env, NULL, 0, out);
+	}
+	if (rc)
+		return artifs_error_lmdb(rc, "cannot begin write transaction");
+	return 0;
+}
+
+int artifs_txn_commit(MDB_txn *txn)
+{
+	int rc = mdb_txn_commit(txn);
+
+	if (rc == MDB_MAP_FULL)
+		return rc;
+	if (rc == ENOSPC)
+		return artifs_error(-ENOSPC, "no space left on device while writing the store");
+	if (rc)
+		return artifs_error_lmdb(rc, "cannot commit transaction");
+	return 0;
+}
+
+int artifs_store_lock(artifs_store *s, int exclusive, int wait)
+{
+	if (s->lock_fd < 0) {
+		char *p = path_join(s->path, "artifs.lock");
+		if (!p)
+			return artifs_error(-ENOMEM, "out of memory");
+		s->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		if (s->lock_fd < 0) {
+			int e = errno;
+			free(p);
+			return artifs_error(-e, "cannot open lock file in '%s': %s", s->path, strerror(e));
+		}
+		free(p);
+	}
+	if (flock(s->lock_fd, (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB)) < 0) {
+		if (errno == EWOULDBLOCK)
+			return artifs_error(ARTIFS_EBUSY, "store '%s' is busy (%s)", s->path,
+				exclusive ? "a commit is running" : "gc is running");
+		return artifs_error(-errno, "cannot lock store '%s': %s", s->path, strerror(errno));
+	}
+	return 0;
+}
+
+void artifs_store_unlock(artifs_store *s)
+{
+	if (s->lock_fd >= 0)
+		flock(s->lock_fd, LOCK_UN);
+}
+
+int artifs_store_get(MDB_txn *txn, MDB_dbi dbi, const artifs_oid *id, MDB_val *out)
+{
+	MDB_val k = { ARTIFS_OID_RAWSZ, (void *)id->id };
+	int rc = mdb_get(txn, dbi, &k, out);
+
+	if (rc == MDB_NOTFOUND) {
+		char hex[ARTIFS_OID_HEXSZ + 1];
+		return artifs_error(ARTIFS_ENOTFOUND, "object %s is missing", artifs_oid_fmt(hex, id));
+	}
+	if (rc)
+		return artifs_error_lmdb(rc, "cannot read object");
+	return 0;
+}
+
+int artifs_store_put(MDB_txn *txn, MDB_dbi dbi, const artifs_oid *id, const void *data, size_t len)
+{
+	MDB_val k = { ARTIFS_OID_RAWSZ, (void *)id->id };
+	MDB_val v = { len, (void *)data };
+	int rc = mdb_put(txn, dbi, &k, &v, MDB_NOOVERWRITE);
+
+	if (rc == 0)
+		return 0;
+	if (rc == MDB_KEYEXIST) {
+		/* v now holds the stored bytes: trust the dedupe only if equal */
+		if (v.mv_size == len && memcmp(v.mv_data, data, len) == 0)
+			return 1;
+		char hex[ARTIFS_OID_HEXSZ + 1];
+		return artifs_error(ARTIFS_ECOLLISION,
+			"object %s is stored with different bytes (%zu stored, %zu new): "
+			"hash collision or corrupt store; run 'artifs fsck'",
+			artifs_oid_fmt(hex, id), v.mv_size, len);
+	}
+	if (rc == MDB_MAP_FULL)
+		return rc;
+	return artifs_error_lmdb(rc, "cannot write object");
+}

@@ -1,0 +1,89 @@
+/*
+ * store.h - a content-addressed store: one LMDB environment in a directory.
+ *
+ * The store is safe to use from several processes at once (LMDB's own
+ * locking: any number of readers, one writer).  A handle is not tied to a
+ * thread for reads (MDB_NOTLS); write operations on one handle must not run
+ * concurrently.
+ */
+#ifndef ARTIFS_STORE_H
+#define ARTIFS_STORE_H
+
+#include <lmdb.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "oid.h"
+
+/* The on-disk format this build reads and writes (index/FORMAT.md). */
+#define ARTIFS_FORMAT_VERSION 1
+
+typedef struct artifs_store artifs_store;
+
+#define ARTIFS_STORE_OPTS_VERSION 1
+typedef struct artifs_store_opts {
+	unsigned int version;	/* ARTIFS_STORE_OPTS_VERSION */
+	/* Address space reserved at open; the map grows past it on demand.
+	 * 0 means the default (1 GiB). */
+	size_t initial_mapsize;
+	int readonly;		/* open without write access */
+} artifs_store_opts;
+
+#define ARTIFS_STORE_OPTS_INIT { ARTIFS_STORE_OPTS_VERSION, 0, 0 }
+
+/*
+ * Pick the store directory: `flag` (from --store) if not NULL, else
+ * $ARTIFS_STORE, else $XDG_DATA_HOME/artifs, else ~/.local/share/artifs.
+ * Returns a malloc'd string in *out, owned by the caller.
+ */
+int artifs_store_default_path(char **out, const char *flag);
+
+/*
+ * Create a store in `dir` (created if missing, parents too).
+ * An existing store is left alone and reported with ARTIFS_EEXISTS.
+ */
+int artifs_store_init(const char *dir, const artifs_store_opts *opts);
+
+/*
+ * Open the store in `dir`.  ARTIFS_ENOSTORE if there is none,
+ * ARTIFS_EVERSION if it was written by an unknown format version.
+ * Free with artifs_store_free().
+ */
+int artifs_store_open(artifs_store **out, const char *dir, const artifs_store_opts *opts);
+
+/* Close; NULL is a no-op.  No transaction of this handle may be open. */
+void artifs_store_free(artifs_store *s);
+
+const char *artifs_store_path(const artifs_store *s);
+
+/* Current map size and bytes in use (pages below the high-water mark). */
+void artifs_store_usage(artifs_store *s, size_t *mapsize, size_t *used);
+
+/*
+ * Read transactions.  Values fetched inside one are valid only until it ends.
+ * Handles MDB_MAP_RESIZED (another process grew the map) transparently.
+ */
+int artifs_rtxn_begin(artifs_store *s, MDB_txn **out);
+
+/*
+ * A write transaction with room for at least `need` more bytes of data:
+ * the map is grown first where needed, so callers see MDB_MAP_FULL only if
+ * their estimate was short.  On MDB_MAP_FULL, abort, call
+ * artifs_store_grow() and redo the transaction.
+ */
+int artifs_wtxn_begin(artifs_store *s, size_t need, MDB_txn **out);
+int artifs_store_grow(artifs_store *s, size_t need);
+
+/* Commit and map errors (MDB_MAP_FULL is passed through unmapped). */
+int artifs_txn_commit(MDB_txn *txn);
+
+/*
+ * The store's advisory lock (flock on DIR/artifs.lock): commits hold it
+ * shared, gc holds it exclusive so it never deletes objects that a running
+ * commit has written but not yet referenced.  `wait` = 0 fails with
+ * ARTIFS_EBUSY instead of blocking.
+ */
+int artifs_store_lock(artifs_store *s, int exclusive, int wait);
+void artifs_store_unlock(artifs_store *s);
+
+#endif

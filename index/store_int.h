@@ -1,0 +1,33 @@
+/* store_int.h - the store's internals, shared by the files of index/ only. */
+#ifndef ARTIFS_STORE_INT_H
+#define ARTIFS_STORE_INT_H
+
+#include "store.h"
+
+struct artifs_store {
+	MDB_env *env;
+	char *path;
+	int lock_fd;		/* -1 until artifs_store_lock() */
+	int readonly;
+	MDB_dbi meta;		/* "format" -> u32 version, ... */
+	MDB_dbi chunks;		/* chunk id -> raw bytes */
+	MDB_dbi blobs;		/* blob id -> manifest record */
+	MDB_dbi trees;		/* tree id -> tree record */
+	MDB_dbi commits;	/* commit id -> commit record */
+	MDB_dbi repos;		/* "datasets/x" -> repo record */
+	MDB_dbi refs;		/* "repo\0name" -> ref record */
+	MDB_dbi reflog;		/* "repo\0name\0" be64 seq -> move record */
+	MDB_dbi statcache;	/* "repo\0branch\0path" -> stat record */
+};
+
+/* Fetch a value by oid from `dbi`; ARTIFS_ENOTFOUND if absent. */
+int artifs_store_get(MDB_txn *txn, MDB_dbi dbi, const artifs_oid *id, MDB_val *out);
+
+/*
+ * Insert an object under its id.  If the id exists, compare the bytes:
+ * equal is a dedupe hit (returns 1), different is ARTIFS_ECOLLISION.
+ * Returns 0 when the object was new.
+ */
+int artifs_store_put(MDB_txn *txn, MDB_dbi dbi, const artifs_oid *id, const void *data, size_t len);
+
+#endif
