@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 struct fctx {
+	cli_progress prog;	/* first: the progress callback gets the same ctx */
 	json_t *arr;
-	cli_progress prog;
 };
 
 static void on_fault(const char *kind, const artifs_oid *id, const char *where, const char *msg, void *ctx)
@@ -52,7 +52,7 @@ int cmd_fsck(int argc, char **argv)
 		f.arr = json_array();
 	cli_progress_init(&f.prog, "fsck");
 	t0 = cli_now();
-	rc = artifs_fsck(s, on_fault, cli_progress_cb, &f.prog, &st);
+	rc = artifs_fsck(s, on_fault, cli_progress_cb, &f, &st);
 	cli_progress_done(&f.prog);
 	if (rc) {
 		json_decref(f.arr);

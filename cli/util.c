@@ -70,7 +70,7 @@ int cli_fail_rc(int rc)
 		hint = "another process moved the ref; run the command again";
 		break;
 	case ARTIFS_EIMMUTABLE:
-		hint = "choose a new tag name; tags never move";
+		hint = "tag the other commit under a new name";
 		break;
 	case -ENOSPC:
 		hint = "free some space; the store is unchanged";

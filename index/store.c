@@ -418,13 +418,30 @@ int artifs_store_put(MDB_txn *txn, MDB_dbi dbi, const artifs_oid *id, const void
 	if (rc == 0)
 		return 0;
 	if (rc == MDB_KEYEXIST) {
+		artifs_oid got;
+		char hex[ARTIFS_OID_HEXSZ + 1];
 		/* v now holds the stored bytes: trust the dedupe only if equal */
 		if (v.mv_size == len && memcmp(v.mv_data, data, len) == 0)
 			return 1;
-		char hex[ARTIFS_OID_HEXSZ + 1];
+		/*
+		 * Different bytes.  If the stored ones no longer hash to the id
+		 * they are damaged and the new ones (which do) repair them; if
+		 * both hash to the id it is a real collision: refuse.
+		 */
+		artifs_oid_hash(&got, v.mv_data, v.mv_size);
+		if (artifs_oid_cmp(&got, id)) {
+			v.mv_data = (void *)data;
+			v.mv_size = len;
+			rc = mdb_put(txn, dbi, &k, &v, 0);
+			if (rc == 0)
+				return 2;
+			if (rc == MDB_MAP_FULL)
+				return rc;
+			return artifs_error_lmdb(rc, "cannot write object");
+		}
 		return artifs_error(ARTIFS_ECOLLISION,
-			"object %s is stored with different bytes (%zu stored, %zu new): "
-			"hash collision or corrupt store; run 'artifs fsck'",
+			"object %s is stored with different bytes that hash to the same id "
+			"(%zu stored, %zu new): XXH3-128 collision; refusing to deduplicate",
 			artifs_oid_fmt(hex, id), v.mv_size, len);
 	}
 	if (rc == MDB_MAP_FULL)

@@ -24,9 +24,11 @@ struct artifs_store {
 int artifs_store_get(MDB_txn *txn, MDB_dbi dbi, const artifs_oid *id, MDB_val *out);
 
 /*
- * Insert an object under its id.  If the id exists, compare the bytes:
- * equal is a dedupe hit (returns 1), different is ARTIFS_ECOLLISION.
- * Returns 0 when the object was new.
+ * Insert an object under its id (the caller computed id from data).  If
+ * the id exists, compare the bytes: equal is a dedupe hit (returns 1).
+ * Different stored bytes that no longer hash to the id are damage and are
+ * replaced (returns 2); different bytes that do hash to it are a real
+ * collision, ARTIFS_ECOLLISION.  Returns 0 when the object was new.
  */
 int artifs_store_put(MDB_txn *txn, MDB_dbi dbi, const artifs_oid *id, const void *data, size_t len);
 

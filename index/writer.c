@@ -184,12 +184,17 @@ static int queue(artifs_writer *w, int kind, const artifs_oid *id, const void *d
 
 	rc = mdb_get(w->rtxn, op_dbi(w, kind), &k, &v);
 	if (rc == 0) {
+		artifs_oid got;
 		if (v.mv_size == len && !memcmp(v.mv_data, data, len))
 			return 1;
-		char hex[ARTIFS_OID_HEXSZ + 1];
-		return artifs_error(ARTIFS_ECOLLISION,
-			"object %s is stored with different bytes: hash collision or corrupt store; "
-			"run 'artifs fsck'", artifs_oid_fmt(hex, id));
+		artifs_oid_hash(&got, v.mv_data, v.mv_size);
+		if (!artifs_oid_cmp(&got, id)) {
+			char hex[ARTIFS_OID_HEXSZ + 1];
+			return artifs_error(ARTIFS_ECOLLISION,
+				"object %s is stored with different bytes that hash to the same id: "
+				"XXH3-128 collision; refusing to deduplicate", artifs_oid_fmt(hex, id));
+		}
+		/* the stored copy is damaged: queue the good bytes, flush repairs it */
 	} else if (rc != MDB_NOTFOUND) {
 		return artifs_error_lmdb(rc, "cannot look up object");
 	}
