@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "error.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,6 +96,15 @@ int cli_help(const char *cmd)
 int main(int argc, char **argv)
 {
 	int n = 1;
+
+	/*
+	 * LMDB allocates a dirty overflow page run per large value and frees it
+	 * at commit.  With glibc's default 128 KiB mmap threshold each chunk
+	 * became an mmap/munmap pair and page faults: a 1 GiB commit spent 3.6 s
+	 * in the kernel.  Keeping big blocks on the heap for reuse cut it to 0.4 s.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 256 << 20);
+	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 
 	/* --store may come before or after the command; take it out of argv */
 	for (int i = 1; i < argc; i++) {

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The main job, end to end: install what is missing, build, create a store,
+# commit the example dataset, read it back, change it, commit again, diff.
+#
+#   ./examples/quickstart.sh            store in a fresh temporary directory
+#   ARTIFS_STORE=DIR ./examples/quickstart.sh
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bash "$root/tests/deps.sh"
+cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
+cmake --build "$root/build" -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
+artifs="$root/build/cli/artifs"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export ARTIFS_STORE=${ARTIFS_STORE:-$work/store}
+data="$root/examples/data/flowers"
+
+set -x
+"$artifs" init
+"$artifs" create dataset flowers || true
+"$artifs" commit datasets/flowers "$data" -m "import flowers" --meta source=examples
+"$artifs" tag datasets/flowers v1
+"$artifs" ls -r datasets/flowers@v1
+"$artifs" cat datasets/flowers@v1:labels.csv | head -5
+"$artifs" checkout datasets/flowers@v1 "$work/checkout"
+diff -r "$data" "$work/checkout"
+
+# a second version: one more image and a relabel
+cp -r "$data" "$work/v2"
+cp "$data/train/rose/0000.png" "$work/v2/train/rose/0004.png"
+echo "train/rose/0004.png,rose,train" >> "$work/v2/labels.csv"
+"$artifs" commit datasets/flowers "$work/v2" -m "add one rose"
+"$artifs" diff datasets/flowers@v1 datasets/flowers@main
+"$artifs" log datasets/flowers
+"$artifs" du datasets/flowers
+"$artifs" fsck
+set +x
+echo "quickstart: ok (store: $ARTIFS_STORE)"
