@@ -343,7 +343,8 @@ static int walk(struct snap *sn, int dirfd, artifs_oid *tree, uint64_t *bytes)
 		rc = artifs_error(-errno, "cannot read directory '%s': %s", cur_path(sn), strerror(errno));
 		goto done;
 	}
-	qsort(names, n, sizeof(*names), name_cmp);
+	if (n > 1)
+		qsort(names, n, sizeof(*names), name_cmp);
 	for (size_t i = 0; i < n && !rc; i++) {
 		size_t old = path_push(sn, names[i]);
 		struct stat st;
@@ -534,8 +535,13 @@ int artifs_snapshot_dir(artifs_oid *out, artifs_store *s, const char *repo, cons
 	progress(&sn);
 
 	if (parent && !o->allow_empty && !artifs_oid_cmp(&parent->tree, &root) && meta_equal(parent, o)) {
-		/* nothing changed: keep the head, still refresh the stat cache */
-		if ((rc = artifs_writer_finish(sn.w, finish, &sn)))
+		/*
+		 * Nothing changed: keep the head.  Refresh the stat cache only if
+		 * some file was read (a cache miss); when every file was a hit the
+		 * cache is already exact and no write transaction is needed.
+		 */
+		if (stats->files_cached != stats->files &&
+		    (rc = artifs_writer_finish(sn.w, finish, &sn)))
 			goto done;
 		stats->created = 0;
 		*out = sn.head;

@@ -211,7 +211,8 @@ int artifs_tree_builder_encode(artifs_tree_builder *tb, artifs_buf *out)
 	uint8_t *p;
 	int rc;
 
-	qsort(tb->ents, tb->n, sizeof(*tb->ents), tb_cmp);
+	if (tb->n > 1)
+		qsort(tb->ents, tb->n, sizeof(*tb->ents), tb_cmp);
 	for (size_t i = 0; i < tb->n; i++) {
 		if (i > 0 && tb_cmp(&tb->ents[i - 1], &tb->ents[i]) == 0)
 			return artifs_error(ARTIFS_EINVAL, "duplicate entry name '%.*s'",
