@@ -63,6 +63,24 @@ static const cli_cmd commands[] = {
 	  "Deletes objects no ref or ref-log entry reaches (for example the chunks of an\n"
 	  "interrupted commit) and reports the bytes freed.  Freed space is reused by\n"
 	  "the store; the file itself does not shrink.\n" },
+	{ "mount", cmd_mount, "MOUNTPOINT [-f|--foreground] [-o OPTIONS] [--log FILE] [--debug]",
+	  "serve every repository, ref and commit read-only",
+	  "Mounts the store on MOUNTPOINT (an existing directory):\n"
+	  "  MOUNTPOINT/datasets/NAME/REF/...          every branch, tag and environment\n"
+	  "  MOUNTPOINT/datasets/NAME/.commits/ID/...  any commit by id or unique prefix\n"
+	  "  MOUNTPOINT/models/NAME/...\n"
+	  "A branch directory follows new commits within a second; files already open\n"
+	  "keep reading the version they opened.  The daemon detaches and logs to\n"
+	  "syslog unless --foreground (log to stderr) or --log FILE.  It stops on\n"
+	  "'artifs umount', 'fusermount3 -u' or SIGTERM.  -o passes FUSE options\n"
+	  "(e.g. -o allow_other; root mounts allow other users by default).\n"
+	  "Also mountable as: mount -t fuse.artifs STORE MOUNTPOINT (with the\n"
+	  "mount.fuse.artifs helper installed), or from /etc/fstab:\n"
+	  "  /srv/artifs  /mnt/artifs  fuse.artifs  defaults,_netdev  0 0\n"
+	  "  --readahead-kb N  read-ahead of the mount (default 4096)\n"
+	  "  --threads N       idle worker threads kept (default 8)\n" },
+	{ "umount", cmd_umount, "MOUNTPOINT", "unmount an artifs mount",
+	  "Unmounts with fusermount3 -u; the daemon exits by itself.\n" },
 };
 
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))

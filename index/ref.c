@@ -316,8 +316,11 @@ int artifs_ref_update(artifs_store *s, MDB_txn *txn, const char *repo, const cha
 	k.mv_size = key.len;
 	v.mv_data = log.ptr;
 	v.mv_size = log.len;
-	if ((rc = mdb_put(txn, s->reflog, &k, &v, 0)))
+	if ((rc = mdb_put(txn, s->reflog, &k, &v, 0))) {
 		rc = rc == MDB_MAP_FULL ? rc : artifs_error_lmdb(rc, "cannot write ref log");
+		goto done;
+	}
+	rc = artifs_store_refgen_bump(s, txn);
 done:
 	artifs_buf_release(&key);
 	artifs_buf_release(&log);

@@ -300,6 +300,24 @@ void artifs_store_usage(artifs_store *s, size_t *mapsize, size_t *used)
 		*used = (info.me_last_pgno + 1) * (size_t)st.ms_psize;
 }
 
+int artifs_rtxn_try(artifs_store *s, MDB_txn **out)
+{
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, out);
+
+	if (rc == MDB_MAP_RESIZED)
+		return rc;
+	if (rc)
+		return artifs_error_lmdb(rc, "cannot begin read transaction");
+	return 0;
+}
+
+int artifs_store_remap(artifs_store *s)
+{
+	int rc = mdb_env_set_mapsize(s->env, 0);
+
+	return rc ? artifs_error_lmdb(rc, "cannot remap the store") : 0;
+}
+
 int artifs_rtxn_begin(artifs_store *s, MDB_txn **out)
 {
 	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, out);
@@ -447,4 +465,37 @@ int artifs_store_put(MDB_txn *txn, MDB_dbi dbi, const artifs_oid *id, const void
 	if (rc == MDB_MAP_FULL)
 		return rc;
 	return artifs_error_lmdb(rc, "cannot write object");
+}
+
+int artifs_store_refgen(artifs_store *s, MDB_txn *txn, uint64_t *out)
+{
+	MDB_val k = { 6, (void *)"refgen" }, v;
+	int rc = mdb_get(txn, s->meta, &k, &v);
+
+	*out = 0;
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return artifs_error_lmdb(rc, "cannot read ref generation");
+	if (v.mv_size != 8)
+		return artifs_error(ARTIFS_ECORRUPT, "malformed ref generation record");
+	*out = get_le64(v.mv_data);
+	return 0;
+}
+
+int artifs_store_refgen_bump(artifs_store *s, MDB_txn *txn)
+{
+	MDB_val k = { 6, (void *)"refgen" }, v;
+	uint8_t rec[8];
+	uint64_t gen;
+	int rc;
+
+	if ((rc = artifs_store_refgen(s, txn, &gen)))
+		return rc;
+	put_le64(rec, gen + 1);
+	v.mv_data = rec;
+	v.mv_size = sizeof(rec);
+	if ((rc = mdb_put(txn, s->meta, &k, &v, 0)))
+		return rc == MDB_MAP_FULL ? rc : artifs_error_lmdb(rc, "cannot write ref generation");
+	return 0;
 }

@@ -66,6 +66,17 @@ void artifs_store_usage(artifs_store *s, size_t *mapsize, size_t *used);
 int artifs_rtxn_begin(artifs_store *s, MDB_txn **out);
 
 /*
+ * For multi-threaded readers (the mount daemon), where remapping under
+ * another thread's open transaction would pull the map from under it:
+ * begin a read transaction without remapping.  Returns MDB_MAP_RESIZED
+ * (unmapped) when another process grew the map; the caller then makes sure
+ * no transaction of this handle is open in any thread, calls
+ * artifs_store_remap() and retries.
+ */
+int artifs_rtxn_try(artifs_store *s, MDB_txn **out);
+int artifs_store_remap(artifs_store *s);
+
+/*
  * A write transaction with room for at least `need` more bytes of data:
  * the map is grown first where needed, so callers see MDB_MAP_FULL only if
  * their estimate was short.  On MDB_MAP_FULL, abort, call
@@ -85,5 +96,14 @@ int artifs_txn_commit(MDB_txn *txn);
  */
 int artifs_store_lock(artifs_store *s, int exclusive, int wait);
 void artifs_store_unlock(artifs_store *s);
+
+/*
+ * The ref generation, meta key "refgen": bumped inside every transaction
+ * that moves or creates a ref (so also when a repository is created).  A
+ * reader such as the mount daemon polls this one key to notice ref moves
+ * made by other processes.  A store that never moved a ref reads 0.
+ */
+int artifs_store_refgen(artifs_store *s, MDB_txn *txn, uint64_t *out);
+int artifs_store_refgen_bump(artifs_store *s, MDB_txn *txn);
 
 #endif

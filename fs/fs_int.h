@@ -1,0 +1,127 @@
+/* fs_int.h - the daemon's internals, shared by the files of fs/ only. */
+#ifndef ARTIFS_FS_INT_H
+#define ARTIFS_FS_INT_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <lmdb.h>
+
+#include "oid.h"
+#include "store.h"
+
+/* What a node is; fixes which fields mean something. */
+enum fs_kind {
+	FS_ROOT = 1,	/* MOUNT/ */
+	FS_KINDDIR,	/* MOUNT/datasets, MOUNT/models */
+	FS_REPO,	/* MOUNT/datasets/NAME; name = "datasets/NAME" */
+	FS_COMMITS,	/* MOUNT/datasets/NAME/.commits */
+	FS_VROOT,	/* a version's root: a ref or .commits/ID; id = tree */
+	FS_DIR,		/* a directory inside a version; id = tree */
+	FS_FILE,	/* id = blob; shared by content */
+	FS_LINK,	/* id = blob holding the target; shared by content */
+};
+
+/*
+ * One node per kernel inode.  The FUSE node id is the node's address
+ * (the root is id 1).  Directories are keyed by (parent, name), files and
+ * links by content.  Every field but the counters is fixed at creation, so
+ * operations read nodes without the table lock.
+ */
+typedef struct fs_node {
+	struct fs_node *next;		/* hash chain */
+	struct fs_node *parent;		/* directories: holds a reference */
+	struct fs_node *rnext, *rprev;	/* live version roots (FS_VROOT under a repo) */
+	uint64_t hash;
+	uint64_t nlookup;		/* the kernel's lookup count */
+	uint32_t refs;			/* children and in-flight users */
+	uint8_t kind;			/* enum fs_kind */
+	uint8_t flags;			/* ARTIFS_F_* (files) */
+	uint8_t hashed;			/* findable in the table */
+	uint8_t is_ref;			/* FS_VROOT named by a ref (may move) */
+	uint64_t ino;			/* st_ino shown to users */
+	uint64_t size;			/* files, links: bytes; dirs: entries */
+	int64_t time;			/* commit time (seconds) */
+	artifs_oid id;			/* tree, or blob */
+	artifs_oid labels;		/* labelset (files) */
+	artifs_oid commit;		/* FS_VROOT: its commit */
+	char name[];			/* directories: entry name; files: first name seen */
+} fs_node;
+
+typedef struct artifs_fs {
+	artifs_store *store;
+	struct fuse_session *se;
+	pthread_rwlock_t maplock;	/* read: a txn is open; write: remap */
+
+	pthread_mutex_t lock;		/* the node table and counters below */
+	fs_node **table;
+	size_t nbuckets, nnodes;
+	uint64_t next_dir_ino;
+	fs_node root, kind_datasets, kind_models;
+	fs_node roots;			/* list head of live ref roots */
+
+	/* chunks verified since start: a direct-mapped cache of ids */
+	pthread_mutex_t vlock;
+	artifs_oid *verified;
+	size_t nverified;
+
+	/* the poller */
+	pthread_t poller;
+	int poller_started;
+	int stop;
+	pthread_mutex_t stop_lock;
+	pthread_cond_t stop_cond;
+	unsigned int poll_ms;
+	uint64_t refgen;
+	int64_t mount_time;
+} artifs_fs;
+
+extern const struct fuse_lowlevel_ops artifs_fs_ops;
+
+/* Node table (node.c) */
+int fs_init(artifs_fs *fs, artifs_store *s);
+void fs_release(artifs_fs *fs);
+fs_node *fs_node_of(artifs_fs *fs, fuse_ino_t ino);
+static inline fuse_ino_t fs_ino_of(artifs_fs *fs, fs_node *n)
+{
+	return n == &fs->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
+}
+/*
+ * Find or create the child directory node (parent, name) of `kind`; the
+ * template's fields are used when a node is created.  Adds one kernel
+ * lookup (nlookup++) to the result.  NULL when out of memory.
+ */
+fs_node *fs_dir_get(artifs_fs *fs, fs_node *parent, const char *name, size_t len,
+	const fs_node *tmpl);
+/* Find or create the file or link node for this content; nlookup++. */
+fs_node *fs_file_get(artifs_fs *fs, const fs_node *tmpl, const char *name, size_t len);
+/*
+ * st_ino of a file or link with this content (what stat shows); a non-zero
+ * stand-in for a directory not yet looked up (readdir's d_ino).
+ */
+uint64_t fs_file_ino(uint8_t kind, uint8_t flags, const artifs_oid *id, const artifs_oid *labels);
+uint64_t fs_dir_ino_hint(const fs_node *parent, const char *name, size_t len);
+/* The kernel forgot `n` nlookup times. */
+void fs_forget(artifs_fs *fs, fs_node *n, uint64_t nlookup);
+/* Pin/unpin a node for use outside the table lock. */
+void fs_node_ref(artifs_fs *fs, fs_node *n);
+void fs_node_unref(artifs_fs *fs, fs_node *n);
+/* Make a ref root unfindable so the next lookup of its name sees the ref anew. */
+void fs_unhash(artifs_fs *fs, fs_node *n);
+
+/* Read transactions safe against another process growing the map. */
+int fs_txn_begin(artifs_fs *fs, MDB_txn **txn);
+void fs_txn_end(artifs_fs *fs, MDB_txn *txn);
+
+/* Chunk verification cache. */
+int fs_verified(artifs_fs *fs, const artifs_oid *id);
+void fs_set_verified(artifs_fs *fs, const artifs_oid *id);
+
+/* Logging (mount.c): syslog, a file, or stderr. */
+void fs_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The ref poller (ops.c). */
+void *fs_poller_main(void *arg);
+
+#endif

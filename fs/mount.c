@@ -1,0 +1,329 @@
+/*
+ * mount.c - mounting, detaching, logging and the session loop.
+ */
+#include "fs_int.h"
+#include "fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+
+#define DEFAULT_POLL_MS 200
+#define DEFAULT_READAHEAD_KB 4096	/* 4 MiB: big sequential reads, 1 MiB requests */
+
+/* ---- logging ------------------------------------------------------------ */
+
+static FILE *log_fp;		/* NULL: syslog */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void fs_log(int prio, const char *fmt, ...)
+{
+	static const char *const names[] = { "emerg", "alert", "crit", "error",
+		"warning", "notice", "info", "debug" };
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!log_fp) {
+		syslog(prio, "%s", msg);
+		return;
+	}
+	{
+		struct timespec ts;
+		struct tm tm;
+		char when[32];
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		pthread_mutex_lock(&log_lock);
+		fprintf(log_fp, "%s artifs[%d]: %s: %s\n", when, (int)getpid(),
+			names[prio & 7], msg);
+		fflush(log_fp);
+		pthread_mutex_unlock(&log_lock);
+	}
+}
+
+/* ---- /proc/self/mountinfo ----------------------------------------------- */
+
+/* Undo mountinfo's octal escapes (\040 for a space) in place. */
+static void unescape(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+}
+
+/*
+ * Find the last mount on `path` (already canonical).  Gives its file
+ * system type and "major:minor".  1 found, 0 not.
+ */
+static int find_mount(const char *path, char *type, size_t tlen, char *dev, size_t dlen)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char *line = NULL;
+	size_t cap = 0;
+	int found = 0;
+
+	if (!f)
+		return 0;
+	while (getline(&line, &cap, f) > 0) {
+		char *save = NULL, *fld[40], *tok;
+		int n = 0, dash = -1;
+
+		/* id parent maj:min root mountpoint opts [optional...] - type source super */
+		for (tok = strtok_r(line, " \n", &save); tok && n < 40; tok = strtok_r(NULL, " \n", &save)) {
+			if (n >= 6 && dash < 0 && !strcmp(tok, "-"))
+				dash = n;
+			fld[n++] = tok;
+		}
+		if (dash < 0 || dash + 1 >= n)
+			continue;
+		tok = fld[dash + 1];
+		unescape(fld[4]);
+		if (strcmp(fld[4], path))
+			continue;
+		snprintf(type, tlen, "%s", tok);
+		snprintf(dev, dlen, "%s", fld[2]);
+		found = 1;	/* keep going: the last one is on top */
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+int artifs_is_mounted(const char *path)
+{
+	char real[PATH_MAX], type[64], dev[32];
+
+	if (!realpath(path, real))
+		return 0;
+	return find_mount(real, type, sizeof(type), dev, sizeof(dev)) &&
+		!strcmp(type, "fuse.artifs");
+}
+
+/*
+ * Raise the read-ahead of the mount's backing device info: the kernel's
+ * default (128 KiB) splits big sequential reads into small requests.
+ * Needs root; otherwise the default stays and we say so in the log.
+ */
+static void raise_readahead(const char *real, unsigned int kb)
+{
+	char type[64], dev[32], path[96], val[32];
+	int fd, n;
+
+	if (!find_mount(real, type, sizeof(type), dev, sizeof(dev)))
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	n = snprintf(val, sizeof(val), "%u\n", kb);
+	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0 || write(fd, val, (size_t)n) != n)
+		fs_log(LOG_INFO, "read-ahead left at the kernel default (%s: %s)", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+/* ---- mount -------------------------------------------------------------- */
+
+/* Append "key" or "key=value" to a -o list; commas in a value are escaped. */
+static int opt_add(char **list, const char *key, const char *value)
+{
+	size_t len = *list ? strlen(*list) : 0, vlen = value ? strlen(value) : 0;
+	char *p = realloc(*list, len + strlen(key) + 2 * vlen + 3);
+
+	if (!p)
+		return artifs_error(-ENOMEM, "out of memory");
+	*list = p;
+	p += len;
+	if (len)
+		*p++ = ',';
+	p = stpcpy(p, key);
+	if (value) {
+		*p++ = '=';
+		for (const char *v = value; *v; v++) {
+			if (*v == ',' || *v == '\\')
+				*p++ = '\\';
+			*p++ = *v;
+		}
+	}
+	*p = '\0';
+	return 0;
+}
+
+int artifs_mount(const artifs_mount_opts *o)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_loop_config *cfg = NULL;
+	char real[PATH_MAX], store_real[PATH_MAX];
+	artifs_store_opts so = ARTIFS_STORE_OPTS_INIT;
+	artifs_store *s = NULL;
+	char *optlist = NULL;
+	struct stat st;
+	artifs_fs fs;
+	int rc, mounted = 0, inited = 0, handlers = 0;
+
+	if (!o->mountpoint || !o->store_dir)
+		return artifs_error(ARTIFS_EINVAL, "a store and a mount point are required");
+	if (stat(o->mountpoint, &st))
+		return artifs_error(-errno, "mount point '%s': %s", o->mountpoint, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return artifs_error(ARTIFS_EINVAL, "mount point '%s' is not a directory", o->mountpoint);
+	if (!realpath(o->mountpoint, real))
+		return artifs_error(-errno, "mount point '%s': %s", o->mountpoint, strerror(errno));
+	if (artifs_is_mounted(real))
+		return artifs_error(ARTIFS_EEXISTS, "'%s' is already an artifs mount", real);
+
+	/* fail here, on the terminal, rather than in the detached daemon */
+	so.readonly = 1;
+	if ((rc = artifs_store_open(&s, o->store_dir, &so)))
+		return rc;
+	artifs_store_free(s);
+	s = NULL;
+	if (!realpath(o->store_dir, store_real))
+		snprintf(store_real, sizeof(store_real), "%s", o->store_dir);
+
+	if ((rc = fs_init(&fs, NULL)))
+		return rc;
+	inited = 1;
+	fs.poll_ms = o->poll_ms ? o->poll_ms : DEFAULT_POLL_MS;
+
+	if ((rc = opt_add(&optlist, "ro", NULL)) ||
+	    (rc = opt_add(&optlist, "default_permissions", NULL)) ||
+	    (rc = opt_add(&optlist, "subtype", "artifs")) ||
+	    (rc = opt_add(&optlist, "fsname", store_real)) ||
+	    (geteuid() == 0 && (rc = opt_add(&optlist, "allow_other", NULL))))
+		goto done;
+	if (o->fuse_opts && *o->fuse_opts) {
+		size_t len = strlen(optlist);
+		char *p = realloc(optlist, len + strlen(o->fuse_opts) + 2);
+
+		if (!p) {
+			rc = artifs_error(-ENOMEM, "out of memory");
+			goto done;
+		}
+		optlist = p;
+		sprintf(optlist + len, ",%s", o->fuse_opts);
+	}
+	if (fuse_opt_add_arg(&args, "artifs") || fuse_opt_add_arg(&args, "-o") ||
+	    fuse_opt_add_arg(&args, optlist) || (o->debug && fuse_opt_add_arg(&args, "-d"))) {
+		rc = artifs_error(-ENOMEM, "out of memory");
+		goto done;
+	}
+	if (!(fs.se = fuse_session_new(&args, &artifs_fs_ops, sizeof(artifs_fs_ops), &fs))) {
+		rc = artifs_error(ARTIFS_EINVAL, "cannot start a FUSE session (options: %s)", optlist);
+		goto done;
+	}
+	if (fuse_set_signal_handlers(fs.se)) {
+		rc = artifs_error(-EIO, "cannot install signal handlers");
+		goto done;
+	}
+	handlers = 1;
+	if (fuse_session_mount(fs.se, real)) {
+		rc = artifs_error(-EIO, "cannot mount on '%s' (is /dev/fuse there, and fusermount3 installed?)", real);
+		goto done;
+	}
+	mounted = 1;
+	raise_readahead(real, o->readahead_kb ? o->readahead_kb : DEFAULT_READAHEAD_KB);
+
+	if (o->log_file) {
+		if (!(log_fp = fopen(o->log_file, "ae"))) {
+			rc = artifs_error(-errno, "cannot open log file '%s': %s", o->log_file, strerror(errno));
+			goto done;
+		}
+	} else if (o->foreground || o->debug) {
+		log_fp = stderr;
+	} else {
+		openlog("artifs", LOG_PID, LOG_DAEMON);
+	}
+	if (fuse_daemonize(o->foreground || o->debug)) {
+		rc = artifs_error(-EIO, "cannot detach");
+		goto done;
+	}
+	/* LMDB handles do not survive fork(): open the store in the daemon */
+	if ((rc = artifs_store_open(&s, store_real, &so))) {
+		fs_log(LOG_ERR, "cannot open store '%s': %s", store_real, artifs_error_last());
+		goto done;
+	}
+	fs.store = s;
+	fs_log(LOG_INFO, "serving store '%s' on '%s'", store_real, real);
+
+	if (!(cfg = fuse_loop_cfg_create())) {
+		rc = artifs_error(-ENOMEM, "out of memory");
+		goto done;
+	}
+	fuse_loop_cfg_set_clone_fd(cfg, 1);
+	fuse_loop_cfg_set_idle_threads(cfg, o->threads ? o->threads : 8);
+	fuse_loop_cfg_set_max_threads(cfg, 64);
+	rc = fuse_session_loop_mt(fs.se, cfg);
+	if (rc) {
+		fs_log(LOG_ERR, "session loop ended with %d", rc);
+		rc = rc < 0 ? rc : -EIO;
+		artifs_error(rc, "the session loop failed");
+	}
+	fs_log(LOG_INFO, "unmounted '%s'", real);
+done:
+	if (cfg)
+		fuse_loop_cfg_destroy(cfg);
+	if (mounted)
+		fuse_session_unmount(fs.se);
+	if (handlers)
+		fuse_remove_signal_handlers(fs.se);
+	if (fs.se)
+		fuse_session_destroy(fs.se);	/* calls destroy: stops the poller */
+	if (inited)
+		fs_release(&fs);
+	artifs_store_free(s);
+	fuse_opt_free_args(&args);
+	free(optlist);
+	if (log_fp && log_fp != stderr)
+		fclose(log_fp);
+	log_fp = NULL;
+	return rc;
+}
+
+int artifs_umount(const char *mountpoint)
+{
+	char real[PATH_MAX];
+	pid_t pid;
+	int status;
+
+	if (!realpath(mountpoint, real))
+		return artifs_error(-errno, "'%s': %s", mountpoint, strerror(errno));
+	if (!artifs_is_mounted(real))
+		return artifs_error(ARTIFS_EINVAL, "'%s' is not an artifs mount", real);
+	if ((pid = fork()) < 0)
+		return artifs_error(-errno, "cannot fork: %s", strerror(errno));
+	if (pid == 0) {
+		execlp("fusermount3", "fusermount3", "-u", "--", real, (char *)NULL);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return artifs_error(-errno, "waitpid: %s", strerror(errno));
+	if (!WIFEXITED(status) || WEXITSTATUS(status) == 127)
+		return artifs_error(-ENOENT, "cannot run fusermount3 (install the fuse3 package)");
+	if (WEXITSTATUS(status))
+		return artifs_error(ARTIFS_EBUSY, "cannot unmount '%s' (busy? see fusermount3's message above)", real);
+	return 0;
+}

@@ -1,0 +1,358 @@
+/*
+ * node.c - the daemon's node table.
+ *
+ * A node lives while the kernel knows it (nlookup > 0) or something holds a
+ * reference (a child directory, the poller).  Directories hold their parent,
+ * so a walk up from any live node always finds live nodes.
+ */
+#include "fs_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "error.h"
+
+#define VERIFY_SLOTS 65536	/* chunk ids remembered as verified (1 MiB) */
+
+static int is_dir_kind(uint8_t k)
+{
+	return k != FS_FILE && k != FS_LINK;
+}
+
+static uint64_t dir_hash(const fs_node *parent, const char *name, size_t len)
+{
+	return XXH3_64bits_withSeed(name, len, (uint64_t)(uintptr_t)parent);
+}
+
+static uint64_t content_hash(uint8_t kind, uint8_t flags, const artifs_oid *id,
+	const artifs_oid *labels)
+{
+	uint8_t key[34];
+
+	key[0] = kind;
+	key[1] = flags;
+	memcpy(key + 2, id->id, 16);
+	memcpy(key + 18, labels->id, 16);
+	return XXH3_64bits(key, sizeof(key));
+}
+
+static uint64_t file_hash(const fs_node *t)
+{
+	return content_hash(t->kind, t->flags, &t->id, &t->labels);
+}
+
+uint64_t fs_file_ino(uint8_t kind, uint8_t flags, const artifs_oid *id, const artifs_oid *labels)
+{
+	/* from content: stable across mounts; the high bit keeps it apart from dirs */
+	return content_hash(kind, flags, id, labels) | (1ULL << 63);
+}
+
+uint64_t fs_dir_ino_hint(const fs_node *parent, const char *name, size_t len)
+{
+	return (dir_hash(parent, name, len) >> 2) | (1ULL << 62);
+}
+
+static void static_node(fs_node *n, uint8_t kind, uint64_t ino, int64_t time)
+{
+	memset(n, 0, sizeof(*n));
+	n->kind = kind;
+	n->ino = ino;
+	n->time = time;
+	n->refs = 1;	/* never freed */
+	n->nlookup = 1;
+}
+
+int fs_init(artifs_fs *fs, artifs_store *s)
+{
+	pthread_rwlockattr_t ra;
+
+	memset(fs, 0, sizeof(*fs));
+	fs->store = s;
+	fs->nbuckets = 1024;
+	if (!(fs->table = calloc(fs->nbuckets, sizeof(*fs->table))) ||
+	    !(fs->verified = calloc(VERIFY_SLOTS, sizeof(*fs->verified)))) {
+		free(fs->table);
+		return artifs_error(-ENOMEM, "out of memory");
+	}
+	fs->nverified = VERIFY_SLOTS;
+	pthread_mutex_init(&fs->lock, NULL);
+	pthread_mutex_init(&fs->vlock, NULL);
+	pthread_mutex_init(&fs->stop_lock, NULL);
+	pthread_cond_init(&fs->stop_cond, NULL);
+	/* writers (a remap after another process grew the map) must not starve */
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&fs->maplock, &ra);
+	pthread_rwlockattr_destroy(&ra);
+
+	fs->mount_time = (int64_t)time(NULL);
+	static_node(&fs->root, FS_ROOT, FUSE_ROOT_ID, fs->mount_time);
+	static_node(&fs->kind_datasets, FS_KINDDIR, 2, fs->mount_time);
+	static_node(&fs->kind_models, FS_KINDDIR, 3, fs->mount_time);
+	fs->next_dir_ino = 16;
+	fs->roots.rnext = fs->roots.rprev = &fs->roots;
+	return 0;
+}
+
+void fs_release(artifs_fs *fs)
+{
+	for (size_t i = 0; i < fs->nbuckets; i++) {
+		fs_node *n = fs->table[i], *next;
+
+		for (; n; n = next) {
+			next = n->next;
+			free(n);
+		}
+	}
+	free(fs->table);
+	free(fs->verified);
+	pthread_mutex_destroy(&fs->lock);
+	pthread_mutex_destroy(&fs->vlock);
+	pthread_mutex_destroy(&fs->stop_lock);
+	pthread_cond_destroy(&fs->stop_cond);
+	pthread_rwlock_destroy(&fs->maplock);
+}
+
+fs_node *fs_node_of(artifs_fs *fs, fuse_ino_t ino)
+{
+	if (ino == FUSE_ROOT_ID)
+		return &fs->root;
+	return (fs_node *)(uintptr_t)ino;
+}
+
+static void grow_table(artifs_fs *fs)
+{
+	size_t nb = fs->nbuckets * 2;
+	fs_node **t = calloc(nb, sizeof(*t));
+
+	if (!t)
+		return;	/* keep the longer chains */
+	for (size_t i = 0; i < fs->nbuckets; i++) {
+		fs_node *n = fs->table[i], *next;
+
+		for (; n; n = next) {
+			next = n->next;
+			n->next = t[n->hash & (nb - 1)];
+			t[n->hash & (nb - 1)] = n;
+		}
+	}
+	free(fs->table);
+	fs->table = t;
+	fs->nbuckets = nb;
+}
+
+static void insert(artifs_fs *fs, fs_node *n)
+{
+	size_t b;
+
+	if (fs->nnodes + 1 > fs->nbuckets)
+		grow_table(fs);
+	b = n->hash & (fs->nbuckets - 1);
+	n->next = fs->table[b];
+	fs->table[b] = n;
+	n->hashed = 1;
+	fs->nnodes++;
+}
+
+static void unlink_hashed(artifs_fs *fs, fs_node *n)
+{
+	fs_node **pp = &fs->table[n->hash & (fs->nbuckets - 1)];
+
+	for (; *pp; pp = &(*pp)->next)
+		if (*pp == n) {
+			*pp = n->next;
+			n->next = NULL;
+			n->hashed = 0;
+			fs->nnodes--;
+			return;
+		}
+}
+
+/* Free n if nobody needs it; walks up through parents.  Table lock held. */
+static void maybe_free(artifs_fs *fs, fs_node *n)
+{
+	while (n && n->nlookup == 0 && n->refs == 0) {
+		fs_node *parent = n->parent;
+
+		if (n->hashed)
+			unlink_hashed(fs, n);
+		if (n->rnext) {
+			n->rnext->rprev = n->rprev;
+			n->rprev->rnext = n->rnext;
+		}
+		free(n);
+		if (!parent)
+			break;
+		parent->refs--;
+		n = parent;
+	}
+}
+
+fs_node *fs_dir_get(artifs_fs *fs, fs_node *parent, const char *name, size_t len,
+	const fs_node *tmpl)
+{
+	uint64_t h = dir_hash(parent, name, len);
+	fs_node *n;
+
+	pthread_mutex_lock(&fs->lock);
+	for (n = fs->table[h & (fs->nbuckets - 1)]; n; n = n->next)
+		if (n->hash == h && n->parent == parent && is_dir_kind(n->kind) &&
+		    !strncmp(n->name, name, len) && n->name[len] == '\0')
+			break;
+	if (!n) {
+		if (!(n = malloc(sizeof(*n) + len + 1))) {
+			pthread_mutex_unlock(&fs->lock);
+			return NULL;
+		}
+		*n = *tmpl;
+		memcpy(n->name, name, len);
+		n->name[len] = '\0';
+		n->next = NULL;
+		n->rnext = n->rprev = NULL;
+		n->hash = h;
+		n->nlookup = 0;
+		n->refs = 0;
+		n->parent = parent;
+		parent->refs++;
+		n->ino = fs->next_dir_ino++;
+		insert(fs, n);
+		/* the poller revisits moved refs and listings that may change */
+		if ((n->kind == FS_VROOT && n->is_ref) || n->kind == FS_REPO || n->kind == FS_COMMITS) {
+			n->rnext = fs->roots.rnext;
+			n->rprev = &fs->roots;
+			fs->roots.rnext->rprev = n;
+			fs->roots.rnext = n;
+		}
+	}
+	n->nlookup++;
+	pthread_mutex_unlock(&fs->lock);
+	return n;
+}
+
+fs_node *fs_file_get(artifs_fs *fs, const fs_node *tmpl, const char *name, size_t len)
+{
+	uint64_t h = file_hash(tmpl);
+	fs_node *n;
+
+	pthread_mutex_lock(&fs->lock);
+	for (n = fs->table[h & (fs->nbuckets - 1)]; n; n = n->next)
+		if (n->hash == h && n->kind == tmpl->kind && n->flags == tmpl->flags &&
+		    !artifs_oid_cmp(&n->id, &tmpl->id) && !artifs_oid_cmp(&n->labels, &tmpl->labels))
+			break;
+	if (!n) {
+		if (!(n = malloc(sizeof(*n) + len + 1))) {
+			pthread_mutex_unlock(&fs->lock);
+			return NULL;
+		}
+		*n = *tmpl;
+		memcpy(n->name, name, len);
+		n->name[len] = '\0';
+		n->next = NULL;
+		n->parent = NULL;
+		n->rnext = n->rprev = NULL;
+		n->hash = h;
+		n->nlookup = 0;
+		n->refs = 0;
+		n->ino = h | (1ULL << 63);	/* == fs_file_ino() */
+		insert(fs, n);
+	}
+	n->nlookup++;
+	pthread_mutex_unlock(&fs->lock);
+	return n;
+}
+
+void fs_forget(artifs_fs *fs, fs_node *n, uint64_t nlookup)
+{
+	if (n == &fs->root)
+		return;
+	pthread_mutex_lock(&fs->lock);
+	n->nlookup = nlookup >= n->nlookup ? 0 : n->nlookup - nlookup;
+	maybe_free(fs, n);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+void fs_node_ref(artifs_fs *fs, fs_node *n)
+{
+	pthread_mutex_lock(&fs->lock);
+	n->refs++;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+void fs_node_unref(artifs_fs *fs, fs_node *n)
+{
+	pthread_mutex_lock(&fs->lock);
+	n->refs--;
+	maybe_free(fs, n);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+void fs_unhash(artifs_fs *fs, fs_node *n)
+{
+	pthread_mutex_lock(&fs->lock);
+	if (n->hashed)
+		unlink_hashed(fs, n);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+int fs_txn_begin(artifs_fs *fs, MDB_txn **txn)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&fs->maplock);
+	rc = artifs_rtxn_try(fs->store, txn);
+	if (rc == MDB_MAP_RESIZED) {
+		/* another process grew the file: remap with no txn open here */
+		pthread_rwlock_unlock(&fs->maplock);
+		pthread_rwlock_wrlock(&fs->maplock);
+		rc = artifs_rtxn_try(fs->store, txn);
+		if (rc == MDB_MAP_RESIZED) {
+			if (!(rc = artifs_store_remap(fs->store)))
+				rc = artifs_rtxn_try(fs->store, txn);
+		}
+		if (!rc) {
+			/* keep the txn but trade the write lock for a read lock */
+			mdb_txn_abort(*txn);
+			pthread_rwlock_unlock(&fs->maplock);
+			pthread_rwlock_rdlock(&fs->maplock);
+			rc = artifs_rtxn_try(fs->store, txn);
+		}
+	}
+	if (rc) {
+		pthread_rwlock_unlock(&fs->maplock);
+		fs_log(3, "cannot begin a read transaction: %s", artifs_error_last());
+		return -EIO;
+	}
+	return 0;
+}
+
+void fs_txn_end(artifs_fs *fs, MDB_txn *txn)
+{
+	mdb_txn_abort(txn);
+	pthread_rwlock_unlock(&fs->maplock);
+}
+
+int fs_verified(artifs_fs *fs, const artifs_oid *id)
+{
+	size_t slot;
+	int hit;
+
+	memcpy(&slot, id->id, sizeof(slot));
+	slot &= fs->nverified - 1;
+	pthread_mutex_lock(&fs->vlock);
+	hit = !artifs_oid_cmp(&fs->verified[slot], id);
+	pthread_mutex_unlock(&fs->vlock);
+	return hit;
+}
+
+void fs_set_verified(artifs_fs *fs, const artifs_oid *id)
+{
+	size_t slot;
+
+	memcpy(&slot, id->id, sizeof(slot));
+	slot &= fs->nverified - 1;
+	pthread_mutex_lock(&fs->vlock);
+	fs->verified[slot] = *id;
+	pthread_mutex_unlock(&fs->vlock);
+}

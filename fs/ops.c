@@ -1,0 +1,948 @@
+/*
+ * ops.c - the FUSE low-level operations and the ref poller.
+ *
+ * Every request runs in one short LMDB read transaction; file data is
+ * replied straight from the map with fuse_reply_iov (the kernel's copy is
+ * the only one).  No open/opendir handlers: the kernel then skips those
+ * round trips and keeps page and readdir caches (FUSE_NO_OPEN_SUPPORT,
+ * FUSE_NO_OPENDIR_SUPPORT), which is right because content never changes
+ * under a node.  Mutable listings (repositories, refs) are invalidated by
+ * the poller.
+ */
+#include "fs_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <syslog.h>
+#include <time.h>
+
+#include "blob.h"
+#include "commit.h"
+#include "error.h"
+#include "ref.h"
+#include "tree.h"
+
+#define FOREVER (365.0 * 86400.0)	/* immutable: cache as long as the kernel likes */
+#define SHORT 1.0			/* listings that change (repositories, refs) */
+#define RECENT_COMMITS 100		/* listed under .commits (look-up takes any) */
+#define IOV_STACK 64
+
+static artifs_fs *FS(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* Map a library error to an errno for the kernel. */
+static int to_errno(int rc)
+{
+	switch (rc) {
+	case 0:
+		return 0;
+	case ARTIFS_ENOTFOUND:
+	case ARTIFS_EAMBIGUOUS:
+	case ARTIFS_EINVAL:
+		return ENOENT;
+	case ARTIFS_ECORRUPT:
+		return EIO;
+	default:
+		return rc < 0 && rc > -4096 ? -rc : EIO;
+	}
+}
+
+static int immutable(const fs_node *n)
+{
+	return n->kind >= FS_VROOT;
+}
+
+/* "datasets/NAME" of a repository node or of .commits under it. */
+static void repo_name(artifs_fs *fs, const fs_node *n, char *buf, size_t len)
+{
+	if (n->kind == FS_COMMITS || n->kind == FS_VROOT)
+		n = n->parent;
+	if (n->kind == FS_COMMITS)
+		n = n->parent;
+	snprintf(buf, len, "%s/%s", n->parent == &fs->kind_datasets ? "datasets" : "models", n->name);
+}
+
+static void fill_attr(artifs_fs *fs, const fs_node *n, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = n->ino;
+	st->st_uid = 0;
+	st->st_gid = 0;
+	st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec = n->time;
+	st->st_blksize = 1 << 20;	/* readers that size buffers by it use 1 MiB */
+	switch (n->kind) {
+	case FS_FILE:
+		st->st_mode = S_IFREG | ((n->flags & ARTIFS_F_EXEC) ? 0555 : 0444);
+		st->st_nlink = 1;
+		st->st_size = (off_t)n->size;
+		st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
+		break;
+	case FS_LINK:
+		st->st_mode = S_IFLNK | 0777;
+		st->st_nlink = 1;
+		st->st_size = (off_t)n->size;
+		break;
+	default:
+		st->st_mode = S_IFDIR | 0555;
+		/* 1: "unknown"; find(1) then makes no leaf assumptions */
+		st->st_nlink = 1;
+		st->st_size = (off_t)n->size;
+		break;
+	}
+	(void)fs;
+}
+
+static void fill_entry(artifs_fs *fs, fs_node *n, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = fs_ino_of(fs, n);
+	fill_attr(fs, n, &e->attr);
+	e->attr_timeout = immutable(n) ? FOREVER : SHORT;
+	/* every name resolves to the same node until invalidated */
+	e->entry_timeout = FOREVER;
+}
+
+/* A node for entry `te` of version directory p (nlookup++). */
+static fs_node *node_for_entry(artifs_fs *fs, fs_node *p, const artifs_tree_entry *te)
+{
+	fs_node t;
+
+	memset(&t, 0, sizeof(t));
+	t.time = p->time;
+	t.id = te->id;
+	t.labels = te->labels;
+	t.size = te->size;
+	t.flags = te->flags;
+	switch (te->type) {
+	case ARTIFS_T_DIR:
+		t.kind = FS_DIR;
+		return fs_dir_get(fs, p, te->name, te->name_len, &t);
+	case ARTIFS_T_LINK:
+		t.kind = FS_LINK;
+		return fs_file_get(fs, &t, te->name, te->name_len);
+	default:
+		t.kind = FS_FILE;
+		return fs_file_get(fs, &t, te->name, te->name_len);
+	}
+}
+
+static int is_hex_prefix(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n < 6 || n > ARTIFS_OID_HEXSZ)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* The root node of a version: commit `id` (zero: an unborn branch). */
+static int version_root(artifs_fs *fs, MDB_txn *txn, fs_node *p, const char *name,
+	const artifs_oid *id, int is_ref, int64_t unborn_time, fs_node **out)
+{
+	artifs_commit *c = NULL;
+	fs_node t;
+	int rc;
+
+	memset(&t, 0, sizeof(t));
+	t.kind = FS_VROOT;
+	t.is_ref = (uint8_t)is_ref;
+	t.commit = *id;
+	t.time = unborn_time;
+	if (!artifs_oid_is_zero(id)) {
+		if ((rc = artifs_commit_load(&c, fs->store, txn, id)))
+			return rc;
+		t.id = c->tree;
+		t.time = c->time;
+		artifs_commit_free(c);
+		if (!artifs_oid_is_zero(&t.id)) {
+			artifs_tree_view tv;
+
+			if ((rc = artifs_tree_load(&tv, fs->store, txn, &t.id)))
+				return rc;
+			/* like every directory below it: the bytes it holds */
+			for (uint32_t i = 0; i < tv.count; i++) {
+				artifs_tree_entry te;
+
+				if ((rc = artifs_tree_entry_at(&tv, i, &te)))
+					return rc;
+				t.size += te.size;
+			}
+		}
+	}
+	if (!(*out = fs_dir_get(fs, p, name, strlen(name), &t)))
+		return -ENOMEM;
+	return 0;
+}
+
+/* Resolve `name` in directory p; the result carries one new kernel lookup. */
+static int child(artifs_fs *fs, MDB_txn *txn, fs_node *p, const char *name, fs_node **out)
+{
+	char repo[ARTIFS_REF_NAME_MAX + 16];
+	fs_node t;
+	int rc;
+
+	*out = NULL;
+	memset(&t, 0, sizeof(t));
+	switch (p->kind) {
+	case FS_ROOT: {
+		fs_node *k = !strcmp(name, "datasets") ? &fs->kind_datasets :
+			!strcmp(name, "models") ? &fs->kind_models : NULL;
+
+		if (!k)
+			return ARTIFS_ENOTFOUND;
+		pthread_mutex_lock(&fs->lock);
+		k->nlookup++;
+		pthread_mutex_unlock(&fs->lock);
+		*out = k;
+		return 0;
+	}
+	case FS_KINDDIR: {
+		int64_t created;
+
+		if (strlen(name) > ARTIFS_REF_NAME_MAX)
+			return ARTIFS_ENOTFOUND;
+		snprintf(repo, sizeof(repo), "%s/%s", p == &fs->kind_datasets ? "datasets" : "models", name);
+		if (!artifs_repo_name_valid(repo))
+			return ARTIFS_ENOTFOUND;
+		if ((rc = artifs_repo_info(fs->store, txn, repo, &created)))
+			return rc;
+		t.kind = FS_REPO;
+		t.time = created;
+		if (!(*out = fs_dir_get(fs, p, name, strlen(name), &t)))
+			return -ENOMEM;
+		return 0;
+	}
+	case FS_REPO: {
+		artifs_ref ref;
+		int64_t created;
+
+		if (!strcmp(name, ".commits")) {
+			t.kind = FS_COMMITS;
+			t.time = p->time;
+			if (!(*out = fs_dir_get(fs, p, name, strlen(name), &t)))
+				return -ENOMEM;
+			return 0;
+		}
+		if (!artifs_ref_name_valid(name))
+			return ARTIFS_ENOTFOUND;
+		repo_name(fs, p, repo, sizeof(repo));
+		if ((rc = artifs_ref_get(&ref, fs->store, txn, repo, name)))
+			return rc;
+		created = ref.time;
+		return version_root(fs, txn, p, name, &ref.target, 1, created, out);
+	}
+	case FS_COMMITS: {
+		artifs_oid id;
+
+		if (!is_hex_prefix(name))
+			return ARTIFS_ENOTFOUND;
+		repo_name(fs, p, repo, sizeof(repo));
+		if ((rc = artifs_rev_parse(&id, fs->store, txn, repo, name)))
+			return rc;
+		return version_root(fs, txn, p, name, &id, 0, 0, out);
+	}
+	case FS_VROOT:
+	case FS_DIR: {
+		artifs_tree_view tv;
+		artifs_tree_entry te;
+
+		if (artifs_oid_is_zero(&p->id))
+			return ARTIFS_ENOTFOUND;
+		if ((rc = artifs_tree_load(&tv, fs->store, txn, &p->id)) ||
+		    (rc = artifs_tree_lookup(&tv, name, strlen(name), &te)))
+			return rc;
+		if (!(*out = node_for_entry(fs, p, &te)))
+			return -ENOMEM;
+		return 0;
+	}
+	default:
+		return ARTIFS_ENOTFOUND;
+	}
+}
+
+static void log_fault(const char *what, const char *name, int rc)
+{
+	if (rc == ARTIFS_ECORRUPT || (rc != ARTIFS_ENOTFOUND && rc != ARTIFS_EINVAL &&
+	    rc != ARTIFS_EAMBIGUOUS && rc != -ENOMEM))
+		fs_log(LOG_ERR, "%s '%s': %s", what, name, artifs_error_last());
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	artifs_fs *fs = FS(req);
+	fs_node *p = fs_node_of(fs, parent), *n;
+	struct fuse_entry_param e;
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = fs_txn_begin(fs, &txn))) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	rc = child(fs, txn, p, name, &n);
+	fs_txn_end(fs, txn);
+	if (rc) {
+		log_fault("cannot look up", name, rc);
+		fuse_reply_err(req, to_errno(rc));
+		return;
+	}
+	fill_entry(fs, n, &e);
+	if (fuse_reply_entry(req, &e))
+		fs_forget(fs, n, 1);	/* the kernel did not take it */
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	artifs_fs *fs = FS(req);
+
+	fs_forget(fs, fs_node_of(fs, ino), nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
+{
+	artifs_fs *fs = FS(req);
+
+	for (size_t i = 0; i < count; i++)
+		fs_forget(fs, fs_node_of(fs, f[i].ino), f[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	artifs_fs *fs = FS(req);
+	fs_node *n = fs_node_of(fs, ino);
+	struct stat st;
+
+	(void)fi;
+	fill_attr(fs, n, &st);
+	fuse_reply_attr(req, &st, immutable(n) ? FOREVER : SHORT);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	artifs_fs *fs = FS(req);
+	fs_node *n = fs_node_of(fs, ino);
+	char buf[PATH_MAX + 1];
+	size_t len = 0;
+	artifs_blob_view b;
+	MDB_txn *txn;
+	int rc;
+
+	if (n->kind != FS_LINK) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if ((rc = fs_txn_begin(fs, &txn))) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (!(rc = artifs_blob_load(&b, fs->store, txn, &n->id))) {
+		if (b.size > PATH_MAX)
+			rc = artifs_error(ARTIFS_ECORRUPT, "link target of %llu bytes",
+				(unsigned long long)b.size);
+		for (uint32_t i = 0; !rc && i < b.nchunks; i++) {
+			const uint8_t *d;
+			size_t dl;
+
+			if (!(rc = artifs_blob_chunk(&d, &dl, fs->store, txn, &b, i, 1))) {
+				if (dl > PATH_MAX - len)
+					rc = artifs_error(ARTIFS_ECORRUPT, "link target too long");
+				else {
+					memcpy(buf + len, d, dl);
+					len += dl;
+				}
+			}
+		}
+	}
+	fs_txn_end(fs, txn);
+	if (rc) {
+		fs_log(LOG_ERR, "cannot read link '%s': %s", n->name, artifs_error_last());
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	buf[len] = '\0';
+	fuse_reply_readlink(req, buf);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	struct fuse_file_info *fi)
+{
+	artifs_fs *fs = FS(req);
+	fs_node *n = fs_node_of(fs, ino);
+	struct iovec stack[IOV_STACK], *iov = stack;
+	size_t niov = 0, cap = IOV_STACK;
+	artifs_blob_view b;
+	MDB_txn *txn;
+	uint64_t pos = (uint64_t)off, end;
+	int rc;
+
+	(void)fi;
+	if (n->kind != FS_FILE) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (pos >= n->size || size == 0) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	end = n->size - pos < size ? n->size : pos + size;
+	if ((rc = fs_txn_begin(fs, &txn))) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if ((rc = artifs_blob_load(&b, fs->store, txn, &n->id)))
+		goto fail;
+	if (b.size != n->size) {
+		rc = artifs_error(ARTIFS_ECORRUPT, "manifest size %llu, tree says %llu",
+			(unsigned long long)b.size, (unsigned long long)n->size);
+		goto fail;
+	}
+	for (uint32_t i = artifs_blob_find(&b, pos); pos < end && i < b.nchunks; i++) {
+		uint64_t coff = artifs_blob_chunk_off(&b, i);
+		const uint8_t *d;
+		size_t dl, take;
+		artifs_oid cid;
+		int verify;
+
+		artifs_blob_chunk_id(&b, i, &cid);
+		verify = !fs_verified(fs, &cid);
+		if ((rc = artifs_blob_chunk(&d, &dl, fs->store, txn, &b, i, verify)))
+			goto fail;
+		if (verify)
+			fs_set_verified(fs, &cid);
+		if (niov == cap) {
+			struct iovec *nv = malloc(2 * cap * sizeof(*nv));
+
+			if (!nv) {
+				rc = -ENOMEM;
+				goto fail;
+			}
+			memcpy(nv, iov, niov * sizeof(*nv));
+			if (iov != stack)
+				free(iov);
+			iov = nv;
+			cap *= 2;
+		}
+		take = (size_t)((end - pos) < dl - (pos - coff) ? (end - pos) : dl - (pos - coff));
+		iov[niov].iov_base = (void *)(d + (pos - coff));
+		iov[niov].iov_len = take;
+		niov++;
+		pos += take;
+	}
+	fuse_reply_iov(req, iov, (int)niov);
+	fs_txn_end(fs, txn);
+	if (iov != stack)
+		free(iov);
+	return;
+fail:
+	fs_txn_end(fs, txn);
+	if (iov != stack)
+		free(iov);
+	/* never wrong bytes: a damaged or missing object is EIO */
+	fs_log(LOG_ERR, "read of '%s' at %lld failed: %s", n->name, (long long)off,
+		rc == -ENOMEM ? "out of memory" : artifs_error_last());
+	fuse_reply_err(req, rc == -ENOMEM ? ENOMEM : EIO);
+}
+
+/* Names of a directory whose listing is not a tree. */
+typedef struct namelist {
+	char **v;
+	size_t n, cap;
+} namelist;
+
+static int nl_add(namelist *l, const char *name)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		char **v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	if (!(l->v[l->n] = strdup(name)))
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+static void nl_free(namelist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+}
+
+static int strp_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+struct repo_list_ctx {
+	namelist *l;
+	const char *prefix;	/* "datasets/" */
+	size_t plen;
+};
+
+static int repo_list_fn(const char *repo, int64_t created, void *ctx)
+{
+	struct repo_list_ctx *c = ctx;
+
+	(void)created;
+	if (strncmp(repo, c->prefix, c->plen))
+		return 0;
+	return nl_add(c->l, repo + c->plen);
+}
+
+static int ref_list_fn(const char *name, const artifs_ref *ref, void *ctx)
+{
+	(void)ref;
+	return nl_add(ctx, name);
+}
+
+/* Recent commits of a repository: targets in the ref logs, newest first. */
+struct recent {
+	struct recent_ent {
+		int64_t time;
+		artifs_oid id;
+	} *v;
+	size_t n, cap;
+	artifs_store *s;
+	MDB_txn *txn;
+	const char *repo;
+};
+
+static int recent_log_fn(const artifs_reflog_entry *e, void *ctx)
+{
+	struct recent *r = ctx;
+
+	if (artifs_oid_is_zero(&e->new_id))
+		return 0;
+	for (size_t i = 0; i < r->n; i++)
+		if (!artifs_oid_cmp(&r->v[i].id, &e->new_id))
+			return 0;
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? 2 * r->cap : 64;
+		struct recent_ent *v = realloc(r->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		r->v = v;
+		r->cap = cap;
+	}
+	r->v[r->n].time = e->time;
+	r->v[r->n].id = e->new_id;
+	r->n++;
+	/* each log is newest first; a few hundred per ref is plenty */
+	return r->n >= 16 * RECENT_COMMITS ? 1 : 0;
+}
+
+static int recent_ref_fn(const char *name, const artifs_ref *ref, void *ctx)
+{
+	struct recent *r = ctx;
+	int rc;
+
+	(void)ref;
+	rc = artifs_reflog_foreach(r->s, r->txn, r->repo, name, recent_log_fn, r);
+	return rc < 0 ? rc : 0;
+}
+
+static int recent_cmp(const void *a, const void *b)
+{
+	const struct recent_ent *x = a, *y = b;
+
+	return x->time < y->time ? 1 : x->time > y->time ? -1 : artifs_oid_cmp(&x->id, &y->id);
+}
+
+static int list_names(artifs_fs *fs, MDB_txn *txn, fs_node *p, namelist *l)
+{
+	char repo[ARTIFS_REF_NAME_MAX + 16];
+	int rc = 0;
+
+	switch (p->kind) {
+	case FS_ROOT:
+		if ((rc = nl_add(l, "datasets")) || (rc = nl_add(l, "models")))
+			return rc;
+		return 0;
+	case FS_KINDDIR: {
+		struct repo_list_ctx c = { l, p == &fs->kind_datasets ? "datasets/" : "models/", 0 };
+
+		c.plen = strlen(c.prefix);
+		rc = artifs_repo_foreach(fs->store, txn, repo_list_fn, &c);
+		break;
+	}
+	case FS_REPO:
+		repo_name(fs, p, repo, sizeof(repo));
+		if ((rc = nl_add(l, ".commits")))
+			return rc;
+		rc = artifs_ref_foreach(fs->store, txn, repo, ref_list_fn, l);
+		break;
+	case FS_COMMITS: {
+		struct recent r = { NULL, 0, 0, fs->store, txn, repo };
+		char hex[ARTIFS_OID_HEXSZ + 1];
+
+		repo_name(fs, p, repo, sizeof(repo));
+		rc = artifs_ref_foreach(fs->store, txn, repo, recent_ref_fn, &r);
+		if (!rc) {
+			qsort(r.v, r.n, sizeof(*r.v), recent_cmp);
+			for (size_t i = 0; !rc && i < r.n && i < RECENT_COMMITS; i++) {
+				artifs_oid_fmt(hex, &r.v[i].id);
+				rc = nl_add(l, hex);
+			}
+		}
+		free(r.v);
+		break;
+	}
+	default:
+		return ARTIFS_EINVAL;
+	}
+	if (rc > 0)
+		rc = 0;
+	if (!rc && l->n > 1)
+		qsort(l->v, l->n, sizeof(*l->v), strp_cmp);
+	return rc;
+}
+
+/*
+ * Add one entry to a readdir reply.  For readdirplus the entry is a lookup:
+ * the node is made only once the entry is known to fit.  Returns 1 when the
+ * buffer is full, 0 when added, <0 on error.
+ */
+struct dirbuf {
+	char *buf;
+	size_t size, used;
+	int plus;
+};
+
+static int dir_add(fuse_req_t req, struct dirbuf *db, const char *name, const struct stat *st,
+	fs_node *n, off_t next)
+{
+	artifs_fs *fs = FS(req);
+	size_t need;
+
+	if (db->plus) {
+		struct fuse_entry_param e;
+
+		need = fuse_add_direntry_plus(req, NULL, 0, name, NULL, 0);
+		if (db->used + need > db->size) {
+			if (n)
+				fs_forget(fs, n, 1);
+			return 1;
+		}
+		if (n) {
+			fill_entry(fs, n, &e);
+		} else {
+			memset(&e, 0, sizeof(e));
+			e.attr = *st;	/* "." and "..": not a lookup */
+		}
+		fuse_add_direntry_plus(req, db->buf + db->used, db->size - db->used, name, &e, next);
+	} else {
+		struct stat s2;
+
+		if (n) {
+			fill_attr(fs, n, &s2);
+			st = &s2;
+		}
+		need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+		if (db->used + need > db->size)
+			return 1;
+		fuse_add_direntry(req, db->buf + db->used, db->size - db->used, name, st, next);
+	}
+	db->used += need;
+	return 0;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus)
+{
+	artifs_fs *fs = FS(req);
+	fs_node *p = fs_node_of(fs, ino);
+	struct dirbuf db = { NULL, size, 0, plus };
+	struct stat dot;
+	namelist l = { 0 };
+	MDB_txn *txn;
+	int rc = 0;
+
+	if (!(db.buf = malloc(size))) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if ((rc = fs_txn_begin(fs, &txn))) {
+		free(db.buf);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	memset(&dot, 0, sizeof(dot));
+	dot.st_mode = S_IFDIR;
+	dot.st_ino = p->ino;
+	/* offsets: 1 after ".", 2 after "..", 3 + i after entry i */
+	if (off == 0 && dir_add(req, &db, ".", &dot, NULL, 1))
+		goto reply;
+	if (off <= 1) {
+		dot.st_ino = p->parent ? p->parent->ino : p->ino;
+		if (dir_add(req, &db, "..", &dot, NULL, 2))
+			goto reply;
+	}
+	if (p->kind == FS_VROOT || p->kind == FS_DIR) {
+		artifs_tree_view tv;
+		artifs_tree_entry te;
+
+		if (artifs_oid_is_zero(&p->id))
+			goto reply;
+		if ((rc = artifs_tree_load(&tv, fs->store, txn, &p->id)))
+			goto reply;
+		for (uint32_t i = off > 2 ? (uint32_t)(off - 2) : 0; i < tv.count; i++) {
+			fs_node *n = NULL;
+			char name[ARTIFS_NAME_MAX + 1];
+			struct stat st;
+
+			if ((rc = artifs_tree_entry_at(&tv, i, &te)))
+				goto reply;
+			memcpy(name, te.name, te.name_len);
+			name[te.name_len] = '\0';
+			memset(&st, 0, sizeof(st));
+			st.st_ino = 0;
+			st.st_mode = te.type == ARTIFS_T_DIR ? S_IFDIR : te.type == ARTIFS_T_LINK ? S_IFLNK : S_IFREG;
+			if (plus && !(n = node_for_entry(fs, p, &te))) {
+				rc = -ENOMEM;
+				goto reply;
+			}
+			if (!plus)
+				st.st_ino = te.type == ARTIFS_T_DIR ?
+					fs_dir_ino_hint(p, te.name, te.name_len) :
+					fs_file_ino(te.type == ARTIFS_T_LINK ? FS_LINK : FS_FILE,
+						te.flags, &te.id, &te.labels);
+			if (dir_add(req, &db, name, &st, n, (off_t)i + 3) != 0)
+				goto reply;
+		}
+	} else {
+		if ((rc = list_names(fs, txn, p, &l)))
+			goto reply;
+		for (size_t i = off > 2 ? (size_t)(off - 2) : 0; i < l.n; i++) {
+			fs_node *n = NULL;
+			struct stat st;
+
+			memset(&st, 0, sizeof(st));
+			st.st_mode = S_IFDIR;
+			st.st_ino = fs_dir_ino_hint(p, l.v[i], strlen(l.v[i]));
+			if (plus) {
+				int r = child(fs, txn, p, l.v[i], &n);
+
+				if (r == ARTIFS_ENOTFOUND)
+					continue;	/* gone since listed */
+				if ((rc = r))
+					goto reply;
+			}
+			if (dir_add(req, &db, l.v[i], &st, n, (off_t)i + 3) != 0)
+				goto reply;
+		}
+	}
+reply:
+	fs_txn_end(fs, txn);
+	nl_free(&l);
+	if (rc && db.used == 0) {
+		log_fault("cannot list directory", p->name, rc);
+		fuse_reply_err(req, to_errno(rc));
+	} else {
+		fuse_reply_buf(req, db.buf, db.used);
+	}
+	free(db.buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, 0);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, 1);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	artifs_fs *fs = FS(req);
+	struct statvfs st, under;
+	size_t mapsize, used;
+
+	(void)ino;
+	memset(&st, 0, sizeof(st));
+	artifs_store_usage(fs->store, &mapsize, &used);
+	if (statvfs(artifs_store_path(fs->store), &under))
+		memset(&under, 0, sizeof(under));
+	st.f_bsize = st.f_frsize = 4096;
+	/* used = the store's bytes; free = room left where the store lives */
+	st.f_bfree = st.f_bavail = (fsblkcnt_t)((unsigned long long)under.f_bavail * under.f_frsize / 4096);
+	st.f_blocks = (fsblkcnt_t)(used / 4096) + st.f_bfree;
+	pthread_mutex_lock(&fs->lock);
+	st.f_files = fs->nnodes;
+	pthread_mutex_unlock(&fs->lock);
+	st.f_namemax = ARTIFS_NAME_MAX;
+	fuse_reply_statfs(req, &st);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	artifs_fs *fs = userdata;
+
+	/* content never changes under a node: no data invalidation on attr refresh */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want &= ~FUSE_CAP_SPLICE_WRITE;	/* iov replies from the map */
+	conn->time_gran = 1000000000;
+	if (!pthread_create(&fs->poller, NULL, fs_poller_main, fs))
+		fs->poller_started = 1;
+	else
+		fs_log(LOG_ERR, "cannot start the ref poller; moved refs need a remount");
+}
+
+static void op_destroy(void *userdata)
+{
+	artifs_fs *fs = userdata;
+
+	if (fs->poller_started) {
+		pthread_mutex_lock(&fs->stop_lock);
+		fs->stop = 1;
+		pthread_cond_signal(&fs->stop_cond);
+		pthread_mutex_unlock(&fs->stop_lock);
+		pthread_join(fs->poller, NULL);
+		fs->poller_started = 0;
+	}
+}
+
+/* ---- the poller -------------------------------------------------------- */
+
+struct moved {
+	fs_node *n;
+	int moved;
+};
+
+static void poll_once(artifs_fs *fs)
+{
+	struct moved *v = NULL;
+	size_t n = 0, cap = 0;
+	MDB_txn *txn;
+	uint64_t gen;
+	fs_node *r;
+	char repo[ARTIFS_REF_NAME_MAX + 16];
+
+	if (fs_txn_begin(fs, &txn))
+		return;
+	if (artifs_store_refgen(fs->store, txn, &gen) || gen == fs->refgen) {
+		fs_txn_end(fs, txn);
+		return;
+	}
+	fs->refgen = gen;
+	/* pin every live ref root and repository listing */
+	pthread_mutex_lock(&fs->lock);
+	for (r = fs->roots.rnext; r != &fs->roots; r = r->rnext) {
+		if (n == cap) {
+			size_t nc = cap ? 2 * cap : 64;
+			struct moved *nv = realloc(v, nc * sizeof(*nv));
+
+			if (!nv)
+				break;
+			v = nv;
+			cap = nc;
+		}
+		r->refs++;
+		v[n].n = r;
+		v[n].moved = 0;
+		n++;
+	}
+	pthread_mutex_unlock(&fs->lock);
+
+	for (size_t i = 0; i < n; i++) {
+		fs_node *x = v[i].n;
+		artifs_ref ref;
+
+		if (x->kind != FS_VROOT)
+			continue;
+		repo_name(fs, x, repo, sizeof(repo));
+		if (artifs_ref_get(&ref, fs->store, txn, repo, x->name) ||
+		    artifs_oid_cmp(&ref.target, &x->commit))
+			v[i].moved = 1;
+	}
+	fs_txn_end(fs, txn);
+
+	/* notify outside every lock: the kernel may call back into us */
+	for (size_t i = 0; i < n; i++) {
+		fs_node *x = v[i].n;
+
+		if (x->kind == FS_VROOT && v[i].moved) {
+			fs_unhash(fs, x);
+			fuse_lowlevel_notify_inval_entry(fs->se, fs_ino_of(fs, x->parent),
+				x->name, strlen(x->name));
+		} else if (x->kind != FS_VROOT) {
+			/* a repository or .commits: its listing may have changed */
+			fuse_lowlevel_notify_inval_inode(fs->se, fs_ino_of(fs, x), 0, 0);
+		}
+	}
+	fuse_lowlevel_notify_inval_inode(fs->se, fs_ino_of(fs, &fs->kind_datasets), 0, 0);
+	fuse_lowlevel_notify_inval_inode(fs->se, fs_ino_of(fs, &fs->kind_models), 0, 0);
+	for (size_t i = 0; i < n; i++)
+		fs_node_unref(fs, v[i].n);
+	free(v);
+}
+
+void *fs_poller_main(void *arg)
+{
+	artifs_fs *fs = arg;
+	MDB_txn *txn;
+
+	if (!fs_txn_begin(fs, &txn)) {
+		artifs_store_refgen(fs->store, txn, &fs->refgen);
+		fs_txn_end(fs, txn);
+	}
+	pthread_mutex_lock(&fs->stop_lock);
+	while (!fs->stop) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)(fs->poll_ms % 1000) * 1000000L;
+		ts.tv_sec += fs->poll_ms / 1000 + ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&fs->stop_cond, &fs->stop_lock, &ts);
+		if (fs->stop)
+			break;
+		pthread_mutex_unlock(&fs->stop_lock);
+		poll_once(fs);
+		pthread_mutex_lock(&fs->stop_lock);
+	}
+	pthread_mutex_unlock(&fs->stop_lock);
+	return NULL;
+}
+
+const struct fuse_lowlevel_ops artifs_fs_ops = {
+	.init = op_init,
+	.destroy = op_destroy,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.readlink = op_readlink,
+	.read = op_read,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.statfs = op_statfs,
+};
