@@ -229,6 +229,9 @@ static int do_file(struct snap *sn, int dirfd, const char *name, struct stat *st
 	if (sc_lookup(sn, st, exec, &blob)) {
 		sn->st->files_cached++;
 		sn->prog.bytes += size;
+		/* finish() replaces the branch's whole cache: carry the hit over */
+		if ((rc = sc_add(sn, st, exec, &blob)))
+			return rc;
 	} else {
 		for (int attempt = 0; ; attempt++) {
 			uint64_t before = sn->prog.bytes;

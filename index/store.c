@@ -348,14 +348,22 @@ int artifs_store_grow(artifs_store *s, size_t need)
 
 int artifs_wtxn_begin(artifs_store *s, size_t need, MDB_txn **out)
 {
-	size_t mapsize, used;
+	size_t mine, mapsize, used;
 	int rc;
 
 	if (s->readonly)
 		return artifs_error(-EROFS, "store '%s' is open read-only", s->path);
-	/* adopt a size another process set before measuring headroom */
+	/*
+	 * Adopt a size another process set before measuring headroom.  LMDB's
+	 * 0 means the size last committed, so keep ours when it is larger: a
+	 * grow after MDB_MAP_FULL has not been committed yet, and losing it
+	 * would fail the redo the same way.
+	 */
+	artifs_store_usage(s, &mine, NULL);
 	mdb_env_set_mapsize(s->env, 0);
 	artifs_store_usage(s, &mapsize, &used);
+	if (mapsize < mine && mdb_env_set_mapsize(s->env, mine) == 0)
+		mapsize = mine;
 	/* B-tree pages and copy-on-write add to the payload: ask for 1.5x */
 	if (mapsize < used || mapsize - used < need + need / 2 + ((size_t)16 << 20)) {
 		if ((rc = artifs_store_grow(s, need + need / 2)))
