@@ -21,10 +21,10 @@ typedef struct artifs_cdc_params {
 	uint64_t mask_l;	/* easier mask, used after avg_size */
 } artifs_cdc_params;
 
-/* The parameters of format version 1. */
-#define ARTIFS_CDC_MIN ((size_t)128 << 10)
-#define ARTIFS_CDC_AVG ((size_t)512 << 10)
-#define ARTIFS_CDC_MAX ((size_t)2 << 20)
+/* The parameters of format version 1 (measured: index/FORMAT.md, "Chunk sizes"). */
+#define ARTIFS_CDC_MIN ((size_t)32 << 10)
+#define ARTIFS_CDC_AVG ((size_t)128 << 10)
+#define ARTIFS_CDC_MAX ((size_t)512 << 10)
 
 /* Fill p for the given sizes; avg must be a power of two, min < avg < max. */
 int artifs_cdc_params_init(artifs_cdc_params *p, size_t min, size_t avg, size_t max);
