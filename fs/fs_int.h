@@ -75,6 +75,11 @@ typedef struct artifs_fs {
 	unsigned int poll_ms;
 	uint64_t refgen;
 	int64_t mount_time;
+
+	int no_open, no_opendir;	/* the kernel takes ENOSYS as "keep caching" */
+	int ra_done;			/* read-ahead raised (after INIT) */
+	char *mountpoint;		/* canonical */
+	unsigned int readahead_kb;
 } artifs_fs;
 
 extern const struct fuse_lowlevel_ops artifs_fs_ops;
@@ -120,6 +125,9 @@ void fs_set_verified(artifs_fs *fs, const artifs_oid *id);
 
 /* Logging (mount.c): syslog, a file, or stderr. */
 void fs_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Raise the mount's read-ahead to fs->readahead_kb (mount.c). */
+void fs_raise_readahead(artifs_fs *fs);
 
 /* The ref poller (ops.c). */
 void *fs_poller_main(void *arg);

@@ -129,8 +129,10 @@ int artifs_is_mounted(const char *path)
  * default (128 KiB) splits big sequential reads into small requests.
  * Needs root; otherwise the default stays and we say so in the log.
  */
-static void raise_readahead(const char *real, unsigned int kb)
+void fs_raise_readahead(artifs_fs *fs)
 {
+	const char *real = fs->mountpoint;
+	unsigned int kb = fs->readahead_kb;
 	char type[64], dev[32], path[96], val[32];
 	int fd, n;
 
@@ -244,7 +246,8 @@ int artifs_mount(const artifs_mount_opts *o)
 		goto done;
 	}
 	mounted = 1;
-	raise_readahead(real, o->readahead_kb ? o->readahead_kb : DEFAULT_READAHEAD_KB);
+	fs.mountpoint = real;
+	fs.readahead_kb = o->readahead_kb ? o->readahead_kb : DEFAULT_READAHEAD_KB;
 
 	if (o->log_file) {
 		if (!(log_fp = fopen(o->log_file, "ae"))) {

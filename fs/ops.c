@@ -12,10 +12,12 @@
 #include "fs_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/statvfs.h>
 #include <syslog.h>
 #include <time.h>
@@ -30,6 +32,19 @@
 #define SHORT 1.0			/* listings that change (repositories, refs) */
 #define RECENT_COMMITS 100		/* listed under .commits (look-up takes any) */
 #define IOV_STACK 64
+
+/*
+ * Ask the kernel to read [p, p+len) of the map in one go.  The store's map
+ * has no read-ahead (MDB_NORDAHEAD: B-tree pages are random), so without
+ * this a cold chunk arrives one 4 KiB page fault at a time.
+ */
+static void prefetch(const void *p, size_t len)
+{
+	uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095, e = (uintptr_t)p + len;
+
+	if (len)
+		madvise((void *)a, e - a, MADV_WILLNEED);
+}
 
 static artifs_fs *FS(fuse_req_t req)
 {
@@ -276,6 +291,17 @@ static void log_fault(const char *what, const char *name, int rc)
 		fs_log(LOG_ERR, "%s '%s': %s", what, name, artifs_error_last());
 }
 
+/*
+ * The kernel lowers the mount's read-ahead to what INIT negotiated, so it
+ * is raised once INIT is done: at the first request after it.
+ */
+static void after_init(artifs_fs *fs)
+{
+	if (!__atomic_load_n(&fs->ra_done, __ATOMIC_ACQUIRE) &&
+	    !__atomic_exchange_n(&fs->ra_done, 1, __ATOMIC_ACQ_REL))
+		fs_raise_readahead(fs);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	artifs_fs *fs = FS(req);
@@ -284,6 +310,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	MDB_txn *txn;
 	int rc;
 
+	after_init(fs);
 	if ((rc = fs_txn_begin(fs, &txn))) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -324,8 +351,44 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct stat st;
 
 	(void)fi;
+	after_init(fs);
 	fill_attr(fs, n, &st);
 	fuse_reply_attr(req, &st, immutable(n) ? FOREVER : SHORT);
+}
+
+/*
+ * With FUSE_NO_OPEN_SUPPORT, ENOSYS tells the kernel to stop sending
+ * OPEN at all and to keep the page cache (and readdir cache for
+ * directories).  Older kernels get keep_cache on immutable nodes.
+ */
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	artifs_fs *fs = FS(req);
+
+	if (fs->no_open) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	(void)ino;
+	fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	artifs_fs *fs = FS(req);
+	fs_node *n = fs_node_of(fs, ino);
+
+	if (fs->no_opendir) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	fi->keep_cache = fi->cache_readdir = immutable(n);
+	fuse_reply_open(req, fi);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -374,6 +437,18 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_readlink(req, buf);
 }
 
+/* Start reading chunk i ahead of a sequential reader, if not yet seen. */
+static void prefetch_chunk(artifs_fs *fs, MDB_txn *txn, const artifs_blob_view *b, uint32_t i)
+{
+	const uint8_t *d;
+	artifs_oid cid;
+	size_t dl;
+
+	artifs_blob_chunk_id(b, i, &cid);
+	if (!fs_verified(fs, &cid) && !artifs_blob_chunk(&d, &dl, fs->store, txn, b, i, 0))
+		prefetch(d, dl);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fuse_file_info *fi)
 {
@@ -420,6 +495,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 		artifs_blob_chunk_id(&b, i, &cid);
 		verify = !fs_verified(fs, &cid);
+		if (verify) {
+			/* first touch of this chunk: pull it in whole, then check it */
+			if ((rc = artifs_blob_chunk(&d, &dl, fs->store, txn, &b, i, 0)))
+				goto fail;
+			prefetch(d, dl);
+			if (i + 1 < b.nchunks && coff + dl <= end + (1 << 20))
+				prefetch_chunk(fs, txn, &b, i + 1);
+		}
 		if ((rc = artifs_blob_chunk(&d, &dl, fs->store, txn, &b, i, verify)))
 			goto fail;
 		if (verify)
@@ -810,6 +893,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want &= ~FUSE_CAP_SPLICE_WRITE;	/* iov replies from the map */
 	conn->time_gran = 1000000000;
+	fs->no_open = !!(conn->capable & FUSE_CAP_NO_OPEN_SUPPORT);
+	fs->no_opendir = !!(conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT);
 	if (!pthread_create(&fs->poller, NULL, fs_poller_main, fs))
 		fs->poller_started = 1;
 	else
@@ -940,6 +1025,8 @@ const struct fuse_lowlevel_ops artifs_fs_ops = {
 	.forget = op_forget,
 	.forget_multi = op_forget_multi,
 	.getattr = op_getattr,
+	.open = op_open,
+	.opendir = op_opendir,
 	.readlink = op_readlink,
 	.read = op_read,
 	.readdir = op_readdir,
