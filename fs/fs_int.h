@@ -9,6 +9,8 @@
 #include <lmdb.h>
 
 #include "oid.h"
+#include "oidset.h"
+#include "pin.h"
 #include "store.h"
 
 /* What a node is; fixes which fields mean something. */
@@ -76,6 +78,13 @@ typedef struct artifs_fs {
 	uint64_t refgen;
 	int64_t mount_time;
 
+	/* commits this mount serves, pinned against gc (index/pin.h) */
+	artifs_pins *pins;		/* NULL: pinning unavailable */
+	pthread_mutex_t pin_lock;
+	artifs_oidset pinned;
+	int store_locks;		/* threads holding the store lock shared */
+	int pins_dirty;			/* a version root was freed: shrink the pins */
+
 	int no_open, no_opendir;	/* the kernel takes ENOSYS as "keep caching" */
 	int ra_done;			/* read-ahead raised (after INIT) */
 	char *mountpoint;		/* canonical */
@@ -114,6 +123,17 @@ void fs_node_ref(artifs_fs *fs, fs_node *n);
 void fs_node_unref(artifs_fs *fs, fs_node *n);
 /* Make a ref root unfindable so the next lookup of its name sees the ref anew. */
 void fs_unhash(artifs_fs *fs, fs_node *n);
+
+/*
+ * Pinning: a lookup that may create a version root brackets its read
+ * transaction with fs_pin_begin/end (the store lock, shared) and pins the
+ * root's commit, so gc cannot delete it between the read and the pin.
+ */
+void fs_pin_begin(artifs_fs *fs);
+void fs_pin_end(artifs_fs *fs);
+void fs_pin_commit(artifs_fs *fs, const artifs_oid *commit);
+/* Rewrite the pins from the live version roots (the poller, when dirty). */
+void fs_pins_refresh(artifs_fs *fs);
 
 /* Read transactions safe against another process growing the map. */
 int fs_txn_begin(artifs_fs *fs, MDB_txn **txn);

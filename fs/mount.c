@@ -269,6 +269,8 @@ int artifs_mount(const artifs_mount_opts *o)
 		goto done;
 	}
 	fs.store = s;
+	if (artifs_pins_open(&fs.pins, s))
+		fs_log(LOG_WARNING, "versions served are not pinned against gc: %s", artifs_error_last());
 	fs_log(LOG_INFO, "serving store '%s' on '%s'", store_real, real);
 
 	if (!(cfg = fuse_loop_cfg_create())) {
@@ -294,8 +296,10 @@ done:
 		fuse_remove_signal_handlers(fs.se);
 	if (fs.se)
 		fuse_session_destroy(fs.se);	/* calls destroy: stops the poller */
-	if (inited)
+	if (inited) {
+		artifs_pins_free(fs.pins);
 		fs_release(&fs);
+	}
 	artifs_store_free(s);
 	fuse_opt_free_args(&args);
 	free(optlist);

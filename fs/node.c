@@ -79,6 +79,8 @@ int fs_init(artifs_fs *fs, artifs_store *s)
 	fs->nverified = VERIFY_SLOTS;
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->vlock, NULL);
+	pthread_mutex_init(&fs->pin_lock, NULL);
+	artifs_oidset_init(&fs->pinned);
 	pthread_mutex_init(&fs->stop_lock, NULL);
 	pthread_cond_init(&fs->stop_cond, NULL);
 	/* writers (a remap after another process grew the map) must not starve */
@@ -110,6 +112,8 @@ void fs_release(artifs_fs *fs)
 	free(fs->verified);
 	pthread_mutex_destroy(&fs->lock);
 	pthread_mutex_destroy(&fs->vlock);
+	pthread_mutex_destroy(&fs->pin_lock);
+	artifs_oidset_release(&fs->pinned);
 	pthread_mutex_destroy(&fs->stop_lock);
 	pthread_cond_destroy(&fs->stop_cond);
 	pthread_rwlock_destroy(&fs->maplock);
@@ -178,6 +182,8 @@ static void maybe_free(artifs_fs *fs, fs_node *n)
 
 		if (n->hashed)
 			unlink_hashed(fs, n);
+		if (n->kind == FS_VROOT)
+			fs->pins_dirty = 1;
 		if (n->rnext) {
 			n->rnext->rprev = n->rprev;
 			n->rprev->rnext = n->rnext;
@@ -219,7 +225,7 @@ fs_node *fs_dir_get(artifs_fs *fs, fs_node *parent, const char *name, size_t len
 		n->ino = fs->next_dir_ino++;
 		insert(fs, n);
 		/* the poller revisits moved refs and listings that may change */
-		if ((n->kind == FS_VROOT && n->is_ref) || n->kind == FS_REPO || n->kind == FS_COMMITS) {
+		if (n->kind == FS_VROOT || n->kind == FS_REPO || n->kind == FS_COMMITS) {
 			n->rnext = fs->roots.rnext;
 			n->rprev = &fs->roots;
 			fs->roots.rnext->rprev = n;
@@ -355,4 +361,80 @@ void fs_set_verified(artifs_fs *fs, const artifs_oid *id)
 	pthread_mutex_lock(&fs->vlock);
 	fs->verified[slot] = *id;
 	pthread_mutex_unlock(&fs->vlock);
+}
+
+void fs_pin_begin(artifs_fs *fs)
+{
+	if (!fs->pins)
+		return;
+	pthread_mutex_lock(&fs->pin_lock);
+	/* one flock per process: the first thread in takes it, the last drops it */
+	if (fs->store_locks++ == 0 && artifs_store_lock(fs->store, 0, 1))
+		fs_log(3, "cannot lock the store to pin a version: %s", artifs_error_last());
+	pthread_mutex_unlock(&fs->pin_lock);
+}
+
+void fs_pin_end(artifs_fs *fs)
+{
+	if (!fs->pins)
+		return;
+	pthread_mutex_lock(&fs->pin_lock);
+	if (--fs->store_locks == 0)
+		artifs_store_unlock(fs->store);
+	pthread_mutex_unlock(&fs->pin_lock);
+}
+
+/* Write fs->pinned out.  pin_lock held. */
+static void pins_flush(artifs_fs *fs)
+{
+	artifs_oid *v = malloc((fs->pinned.n + 1) * sizeof(*v));
+	size_t n = 0;
+
+	if (!v) {
+		fs_log(3, "out of memory writing pins");
+		return;
+	}
+	for (size_t i = 0; i < fs->pinned.cap; i++)
+		if (!artifs_oid_is_zero(&fs->pinned.slots[i]))
+			v[n++] = fs->pinned.slots[i];
+	if (artifs_pins_write(fs->pins, v, n))
+		fs_log(3, "cannot write pins: %s", artifs_error_last());
+	free(v);
+}
+
+void fs_pin_commit(artifs_fs *fs, const artifs_oid *commit)
+{
+	if (!fs->pins || artifs_oid_is_zero(commit))
+		return;
+	pthread_mutex_lock(&fs->pin_lock);
+	if (artifs_oidset_add(&fs->pinned, commit) > 0)
+		pins_flush(fs);
+	pthread_mutex_unlock(&fs->pin_lock);
+}
+
+void fs_pins_refresh(artifs_fs *fs)
+{
+	artifs_oidset live;
+	fs_node *r;
+	int ok = 1;
+
+	if (!fs->pins || !__atomic_load_n(&fs->pins_dirty, __ATOMIC_ACQUIRE))
+		return;
+	artifs_oidset_init(&live);
+	pthread_mutex_lock(&fs->pin_lock);
+	pthread_mutex_lock(&fs->lock);
+	fs->pins_dirty = 0;
+	for (r = fs->roots.rnext; ok && r != &fs->roots; r = r->rnext)
+		if (r->kind == FS_VROOT && !artifs_oid_is_zero(&r->commit))
+			ok = artifs_oidset_add(&live, &r->commit) >= 0;
+	pthread_mutex_unlock(&fs->lock);
+	if (ok) {
+		artifs_oidset_release(&fs->pinned);
+		fs->pinned = live;
+		pins_flush(fs);
+	} else {
+		artifs_oidset_release(&live);
+		fs->pins_dirty = 1;
+	}
+	pthread_mutex_unlock(&fs->pin_lock);
 }

@@ -308,15 +308,26 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fs_node *p = fs_node_of(fs, parent), *n;
 	struct fuse_entry_param e;
 	MDB_txn *txn;
+	/* lookups here may create version roots: pin them against gc */
+	int pinning = p->kind == FS_REPO || p->kind == FS_COMMITS;
 	int rc;
 
 	after_init(fs);
+	if (pinning)
+		fs_pin_begin(fs);
 	if ((rc = fs_txn_begin(fs, &txn))) {
+		if (pinning)
+			fs_pin_end(fs);
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	rc = child(fs, txn, p, name, &n);
 	fs_txn_end(fs, txn);
+	if (pinning) {
+		if (!rc && n->kind == FS_VROOT)
+			fs_pin_commit(fs, &n->commit);
+		fs_pin_end(fs);
+	}
 	if (rc) {
 		log_fault("cannot look up", name, rc);
 		fuse_reply_err(req, to_errno(rc));
@@ -755,6 +766,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
 	artifs_fs *fs = FS(req);
 	fs_node *p = fs_node_of(fs, ino);
 	struct dirbuf db = { NULL, size, 0, plus };
+	int pinning = plus && (p->kind == FS_REPO || p->kind == FS_COMMITS);
 	struct stat dot;
 	namelist l = { 0 };
 	MDB_txn *txn;
@@ -764,7 +776,11 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	if (pinning)
+		fs_pin_begin(fs);
 	if ((rc = fs_txn_begin(fs, &txn))) {
+		if (pinning)
+			fs_pin_end(fs);
 		free(db.buf);
 		fuse_reply_err(req, -rc);
 		return;
@@ -829,6 +845,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
 					continue;	/* gone since listed */
 				if ((rc = r))
 					goto reply;
+				if (n->kind == FS_VROOT)
+					fs_pin_commit(fs, &n->commit);
 			}
 			if (dir_add(req, &db, l.v[i], &st, n, (off_t)i + 3) != 0)
 				goto reply;
@@ -836,6 +854,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
 	}
 reply:
 	fs_txn_end(fs, txn);
+	if (pinning)
+		fs_pin_end(fs);
 	nl_free(&l);
 	if (rc && db.used == 0) {
 		log_fault("cannot list directory", p->name, rc);
@@ -961,7 +981,7 @@ static void poll_once(artifs_fs *fs)
 		fs_node *x = v[i].n;
 		artifs_ref ref;
 
-		if (x->kind != FS_VROOT)
+		if (x->kind != FS_VROOT || !x->is_ref)
 			continue;
 		repo_name(fs, x, repo, sizeof(repo));
 		if (artifs_ref_get(&ref, fs->store, txn, repo, x->name) ||
@@ -974,11 +994,13 @@ static void poll_once(artifs_fs *fs)
 	for (size_t i = 0; i < n; i++) {
 		fs_node *x = v[i].n;
 
-		if (x->kind == FS_VROOT && v[i].moved) {
-			fs_unhash(fs, x);
-			fuse_lowlevel_notify_inval_entry(fs->se, fs_ino_of(fs, x->parent),
-				x->name, strlen(x->name));
-		} else if (x->kind != FS_VROOT) {
+		if (x->kind == FS_VROOT) {
+			if (v[i].moved) {
+				fs_unhash(fs, x);
+				fuse_lowlevel_notify_inval_entry(fs->se, fs_ino_of(fs, x->parent),
+					x->name, strlen(x->name));
+			}
+		} else {
 			/* a repository or .commits: its listing may have changed */
 			fuse_lowlevel_notify_inval_inode(fs->se, fs_ino_of(fs, x), 0, 0);
 		}
@@ -1012,6 +1034,7 @@ void *fs_poller_main(void *arg)
 			break;
 		pthread_mutex_unlock(&fs->stop_lock);
 		poll_once(fs);
+		fs_pins_refresh(fs);
 		pthread_mutex_lock(&fs->stop_lock);
 	}
 	pthread_mutex_unlock(&fs->stop_lock);

@@ -1,4 +1,5 @@
 #include "maint.h"
+#include "pin.h"
 #include "blob.h"
 #include "codec.h"
 #include "commit.h"
@@ -21,6 +22,8 @@ struct reach {
 	MDB_txn *txn;
 	int flags;
 	artifs_oidset commits, trees, blobs, chunks;
+	/* fsck: damaged objects, so every later file using them is named too */
+	artifs_oidset bad_blobs, bad_chunks;
 	artifs_oid *stack;		/* commits still to visit */
 	size_t nstack, capstack;
 	const char *repo;
@@ -80,20 +83,24 @@ static int get_obj(struct reach *r, MDB_dbi dbi, const char *kind, const artifs_
 	return 1;
 }
 
-static int walk_blob(struct reach *r, const artifs_oid *id)
+/*
+ * Check one file manifest and its chunks.  `first` is 0 when fsck meets a
+ * damaged manifest again under another path: the same faults are reported
+ * for that path (a damaged chunk is named with every file that uses it),
+ * but nothing is counted or re-hashed twice.
+ */
+static int check_blob(struct reach *r, const artifs_oid *id, int first)
 {
 	artifs_blob_view b;
+	uint64_t faults0 = r->fs.faults;
 	MDB_val v;
 	int rc, bad = 0;
 
-	if ((rc = artifs_oidset_add(&r->blobs, id)) <= 0)
-		return rc;
-	r->fs.blobs++;
 	if (!get_obj(r, r->s->blobs, "blob", id, &v))
-		return 0;
+		goto out;
 	if (artifs_blob_parse(&b, v.mv_data, v.mv_size)) {
 		fault(r, "blob", id, "malformed file manifest");
-		return 0;
+		goto out;
 	}
 	if (r->flags & R_VERIFY)
 		artifs_hasher_reset(r->h);
@@ -109,11 +116,19 @@ static int walk_blob(struct reach *r, const artifs_oid *id)
 		}
 		if (!fresh && !(r->flags & R_VERIFY))
 			continue;
+		if (!fresh && artifs_oidset_has(&r->bad_chunks, &cid)) {
+			fault(r, "chunk", &cid, "damaged (reported above; this file uses it too)");
+			bad = 1;
+			continue;
+		}
 		k.mv_data = cid.id;
 		k.mv_size = 16;
 		if ((rc = mdb_get(r->txn, r->s->chunks, &k, &cv))) {
-			if (fresh)
+			if (fresh) {
 				fault(r, "chunk", &cid, rc == MDB_NOTFOUND ? "missing" : "unreadable");
+				if ((rc = artifs_oidset_add(&r->bad_chunks, &cid)) < 0)
+					return rc;
+			}
 			bad = 1;
 			continue;
 		}
@@ -124,9 +139,17 @@ static int walk_blob(struct reach *r, const artifs_oid *id)
 		if (!(r->flags & R_VERIFY))
 			continue;
 		if (cv.mv_size != artifs_blob_chunk_len(&b, i)) {
-			if (fresh)
+			char hex[ARTIFS_OID_HEXSZ + 1];
+			if (fresh) {
 				fault(r, "chunk", &cid, "has %zu bytes, manifest says %llu", cv.mv_size,
 					(unsigned long long)artifs_blob_chunk_len(&b, i));
+				if ((rc = artifs_oidset_add(&r->bad_chunks, &cid)) < 0)
+					return rc;
+			} else {
+				fault(r, "blob", id, "chunk %s has %zu bytes, this manifest says %llu",
+					artifs_oid_fmt(hex, &cid), cv.mv_size,
+					(unsigned long long)artifs_blob_chunk_len(&b, i));
+			}
 			bad = 1;
 		} else if (fresh) {
 			artifs_oid got;
@@ -136,6 +159,8 @@ static int walk_blob(struct reach *r, const artifs_oid *id)
 			if (artifs_oid_cmp(&got, &cid)) {
 				char hex[ARTIFS_OID_HEXSZ + 1];
 				fault(r, "chunk", &cid, "corrupt: bytes hash to %s", artifs_oid_fmt(hex, &got));
+				if ((rc = artifs_oidset_add(&r->bad_chunks, &cid)) < 0)
+					return rc;
 				bad = 1;
 			}
 		}
@@ -147,10 +172,28 @@ static int walk_blob(struct reach *r, const artifs_oid *id)
 		if (artifs_oid_cmp(&got, &b.digest))
 			fault(r, "blob", id, "file content does not match its digest");
 	}
-	r->prog.files++;
-	if (r->progress && (r->prog.files & 63) == 0)
-		r->progress(&r->prog, r->ctx);
+	if (first) {
+		r->prog.files++;
+		if (r->progress && (r->prog.files & 63) == 0)
+			r->progress(&r->prog, r->ctx);
+	}
+out:
+	if (first && r->fs.faults != faults0 && (rc = artifs_oidset_add(&r->bad_blobs, id)) < 0)
+		return rc;
 	return 0;
+}
+
+static int walk_blob(struct reach *r, const artifs_oid *id)
+{
+	int rc;
+
+	if ((rc = artifs_oidset_add(&r->blobs, id)) < 0)
+		return rc;
+	if (rc == 0)
+		return (r->flags & R_VERIFY) && artifs_oidset_has(&r->bad_blobs, id) ?
+			check_blob(r, id, 0) : 0;
+	r->fs.blobs++;
+	return check_blob(r, id, 1);
 }
 
 static int walk_tree(struct reach *r, const artifs_oid *id)
@@ -294,6 +337,8 @@ static int reach_init(struct reach *r, artifs_store *s, int flags)
 	artifs_oidset_init(&r->trees);
 	artifs_oidset_init(&r->blobs);
 	artifs_oidset_init(&r->chunks);
+	artifs_oidset_init(&r->bad_blobs);
+	artifs_oidset_init(&r->bad_chunks);
 	if (!(r->h = artifs_hasher_new()))
 		return artifs_error(-ENOMEM, "out of memory");
 	return 0;
@@ -305,6 +350,8 @@ static void reach_release(struct reach *r)
 	artifs_oidset_release(&r->trees);
 	artifs_oidset_release(&r->blobs);
 	artifs_oidset_release(&r->chunks);
+	artifs_oidset_release(&r->bad_blobs);
+	artifs_oidset_release(&r->bad_chunks);
 	artifs_hasher_free(r->h);
 	artifs_buf_release(&r->path);
 	free(r->stack);
@@ -321,6 +368,33 @@ static int reach_run(struct reach *r, const char *repo)
 		return repo_cb(repo, 0, r);
 	}
 	return artifs_repo_foreach(r->s, r->txn, repo_cb, r);
+}
+
+/*
+ * Commits pinned by live readers (a mount serving a version whose ref has
+ * moved on) are roots too.  Only commits still present are walked.
+ */
+static int reach_pins(struct reach *r)
+{
+	artifs_oidset pins;
+	int rc;
+
+	artifs_oidset_init(&pins);
+	if ((rc = artifs_pins_collect(r->s, &pins)))
+		goto done;
+	r->repo = "(pinned)";
+	for (size_t i = 0; !rc && i < pins.cap; i++) {
+		const artifs_oid *id = &pins.slots[i];
+		MDB_val k = { 16, (void *)id->id }, v;
+
+		if (artifs_oid_is_zero(id) || mdb_get(r->txn, r->s->commits, &k, &v))
+			continue;
+		if (!(rc = push_commit(r, id)))
+			rc = drain(r);
+	}
+done:
+	artifs_oidset_release(&pins);
+	return rc;
 }
 
 int artifs_fsck(artifs_store *s, artifs_fault_fn fault_fn, artifs_progress_fn progress, void *ctx,
@@ -421,7 +495,7 @@ again:
 	if ((rc = artifs_wtxn_begin(s, (size_t)256 << 20, &txn)))
 		goto done;
 	r.txn = txn;
-	if ((rc = reach_run(&r, NULL)))
+	if ((rc = reach_run(&r, NULL)) || (rc = reach_pins(&r)))
 		goto done;
 	st.kept = r.commits.n + r.trees.n + r.blobs.n + r.chunks.n;
 	if ((rc = sweep(txn, s->chunks, &r.chunks, dry_run, &st.chunks, &st.bytes)) ||
