@@ -48,8 +48,12 @@ typedef struct fs_node {
 	artifs_oid id;			/* tree, or blob */
 	artifs_oid labels;		/* labelset (files) */
 	artifs_oid commit;		/* FS_VROOT: its commit */
+	artifs_oid dir;			/* files: the tree they were first found in */
+	uint64_t ra_end;		/* files: store read-ahead asked up to here */
 	char name[];			/* directories: entry name; files: first name seen */
 } fs_node;
+
+typedef struct artifs_prefetch artifs_prefetch;
 
 typedef struct artifs_fs {
 	artifs_store *store;
@@ -84,6 +88,9 @@ typedef struct artifs_fs {
 	artifs_oidset pinned;
 	int store_locks;		/* threads holding the store lock shared */
 	int pins_dirty;			/* a version root was freed: shrink the pins */
+
+	artifs_prefetch *prefetch;	/* prefetch.c */
+	uintptr_t map_base;		/* where data.mdb is mapped; 0: unknown */
 
 	int no_open, no_opendir;	/* the kernel takes ENOSYS as "keep caching" */
 	int ra_done;			/* read-ahead raised (after INIT) */
@@ -145,6 +152,21 @@ void fs_set_verified(artifs_fs *fs, const artifs_oid *id);
 
 /* Logging (mount.c): syslog, a file, or stderr. */
 void fs_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Directory prefetch (prefetch.c): start/stop the workers, queue a tree. */
+int fs_prefetch_start(artifs_fs *fs);
+void fs_prefetch_stop(artifs_fs *fs);
+void fs_prefetch_dir(artifs_fs *fs, const artifs_oid *tree);
+/* Is the page holding p in memory? */
+int fs_resident(const void *p);
+/* Locate the map of data.mdb (after open and after every remap). */
+void fs_find_map(artifs_fs *fs);
+/* File offset in data.mdb of map address p (inside a transaction). */
+uint64_t fs_map_off(artifs_fs *fs, const void *p);
+/* Read map range [p, p+len) into memory now, in big reads. */
+void fs_fetch(artifs_fs *fs, const void *p, size_t len);
+/* Queue data.mdb range [off, off+len) for the workers. */
+void fs_prefetch_range(artifs_fs *fs, uint64_t off, uint64_t len);
 
 /* Raise the mount's read-ahead to fs->readahead_kb (mount.c). */
 void fs_raise_readahead(artifs_fs *fs);

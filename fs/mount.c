@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -271,6 +272,8 @@ int artifs_mount(const artifs_mount_opts *o)
 	fs.store = s;
 	if (artifs_pins_open(&fs.pins, s))
 		fs_log(LOG_WARNING, "versions served are not pinned against gc: %s", artifs_error_last());
+	if (fs_prefetch_start(&fs))
+		fs_log(LOG_WARNING, "no directory prefetch: out of memory");
 	fs_log(LOG_INFO, "serving store '%s' on '%s'", store_real, real);
 
 	if (!(cfg = fuse_loop_cfg_create())) {
@@ -281,6 +284,11 @@ int artifs_mount(const artifs_mount_opts *o)
 	fuse_loop_cfg_set_idle_threads(cfg, o->threads ? o->threads : 8);
 	fuse_loop_cfg_set_max_threads(cfg, 64);
 	rc = fuse_session_loop_mt(fs.se, cfg);
+	/* libfuse returns the signal that ended the loop: SIGTERM and co. are a normal stop */
+	if (rc == SIGTERM || rc == SIGINT || rc == SIGHUP) {
+		fs_log(LOG_INFO, "stopping on signal %d", rc);
+		rc = 0;
+	}
 	if (rc) {
 		fs_log(LOG_ERR, "session loop ended with %d", rc);
 		rc = rc < 0 ? rc : -EIO;
@@ -296,6 +304,7 @@ done:
 		fuse_remove_signal_handlers(fs.se);
 	if (fs.se)
 		fuse_session_destroy(fs.se);	/* calls destroy: stops the poller */
+	fs_prefetch_stop(&fs);
 	if (inited) {
 		artifs_pins_free(fs.pins);
 		fs_release(&fs);

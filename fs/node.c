@@ -314,8 +314,10 @@ int fs_txn_begin(artifs_fs *fs, MDB_txn **txn)
 		pthread_rwlock_wrlock(&fs->maplock);
 		rc = artifs_rtxn_try(fs->store, txn);
 		if (rc == MDB_MAP_RESIZED) {
-			if (!(rc = artifs_store_remap(fs->store)))
+			if (!(rc = artifs_store_remap(fs->store))) {
+				fs_find_map(fs);	/* the map may have moved */
 				rc = artifs_rtxn_try(fs->store, txn);
+			}
 		}
 		if (!rc) {
 			/* keep the txn but trade the write lock for a read lock */

@@ -33,17 +33,12 @@
 #define RECENT_COMMITS 100		/* listed under .commits (look-up takes any) */
 #define IOV_STACK 64
 
-/*
- * Ask the kernel to read [p, p+len) of the map in one go.  The store's map
- * has no read-ahead (MDB_NORDAHEAD: B-tree pages are random), so without
- * this a cold chunk arrives one 4 KiB page fault at a time.
- */
-static void prefetch(const void *p, size_t len)
+/* Map the pages of a chunk about to be hashed in one call, not a fault per 64 KiB. */
+static void fs_populate(const void *p, size_t len)
 {
-	uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095, e = (uintptr_t)p + len;
+	uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095;
 
-	if (len)
-		madvise((void *)a, e - a, MADV_WILLNEED);
+	madvise((void *)a, (uintptr_t)p + len - a, MADV_POPULATE_READ);
 }
 
 static artifs_fs *FS(fuse_req_t req)
@@ -130,6 +125,7 @@ static fs_node *node_for_entry(artifs_fs *fs, fs_node *p, const artifs_tree_entr
 
 	memset(&t, 0, sizeof(t));
 	t.time = p->time;
+	t.dir = p->id;
 	t.id = te->id;
 	t.labels = te->labels;
 	t.size = te->size;
@@ -448,16 +444,56 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_readlink(req, buf);
 }
 
-/* Start reading chunk i ahead of a sequential reader, if not yet seen. */
-static void prefetch_chunk(artifs_fs *fs, MDB_txn *txn, const artifs_blob_view *b, uint32_t i)
-{
-	const uint8_t *d;
-	artifs_oid cid;
-	size_t dl;
+#define READ_AHEAD (16u << 20)	/* how far the store is read ahead of a reader */
 
-	artifs_blob_chunk_id(b, i, &cid);
-	if (!fs_verified(fs, &cid) && !artifs_blob_chunk(&d, &dl, fs->store, txn, b, i, 0))
-		prefetch(d, dl);
+/*
+ * Read ahead in the store for a sequential reader of a big file: queue the
+ * chunks in [end, end + READ_AHEAD) that are not in memory,
+ * merging chunks that lie next to each other in the map into one request
+ * (a commit writes a file's chunks in order, so they mostly do).  Each
+ * stretch of the file is examined once (n->ra_end); a reader that jumps
+ * around gets none.
+ */
+static void read_ahead(artifs_fs *fs, MDB_txn *txn, fs_node *n, const artifs_blob_view *b,
+	uint64_t off, uint64_t end)
+{
+	uint64_t from = __atomic_load_n(&n->ra_end, __ATOMIC_RELAXED), to = end + READ_AHEAD;
+	uint64_t lo = 0, hi = 0;
+
+	if (from >= end + READ_AHEAD / 2)
+		return;			/* enough asked for already */
+	if (off > from + READ_AHEAD || (from > 0 && off + 2 * READ_AHEAD < from))
+		from = end;		/* not sequential: start afresh here */
+	if (from < end)
+		from = end;
+	if (to > b->size)
+		to = b->size;
+	if (from >= to)
+		return;
+	__atomic_store_n(&n->ra_end, to, __ATOMIC_RELAXED);
+	for (uint32_t i = artifs_blob_find(b, from); i < b->nchunks && artifs_blob_chunk_off(b, i) < to; i++) {
+		const uint8_t *d;
+		size_t dl;
+		uint64_t a, e;
+
+		if (artifs_blob_chunk(&d, &dl, fs->store, txn, b, i, 0))
+			break;
+		if (fs_resident(d) && fs_resident(d + dl - 1))
+			continue;
+		a = fs_map_off(fs, d) & ~(uint64_t)4095;
+		e = fs_map_off(fs, d) + dl;
+		if (hi && a >= lo && a <= hi + 65536) {
+			if (e > hi)
+				hi = e;		/* adjacent: one larger read */
+			continue;
+		}
+		if (hi)
+			fs_prefetch_range(fs, lo, hi - lo);
+		lo = a;
+		hi = e;
+	}
+	if (hi)
+		fs_prefetch_range(fs, lo, hi - lo);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -470,7 +506,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	artifs_blob_view b;
 	MDB_txn *txn;
 	uint64_t pos = (uint64_t)off, end;
-	int rc;
+	int rc, cold = 0;
 
 	(void)fi;
 	if (n->kind != FS_FILE) {
@@ -510,10 +546,15 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			/* first touch of this chunk: pull it in whole, then check it */
 			if ((rc = artifs_blob_chunk(&d, &dl, fs->store, txn, &b, i, 0)))
 				goto fail;
-			prefetch(d, dl);
-			if (i + 1 < b.nchunks && coff + dl <= end + (1 << 20))
-				prefetch_chunk(fs, txn, &b, i + 1);
+			if (!fs_resident(d) || !fs_resident(d + dl - 1)) {
+				fs_fetch(fs, d, dl);	/* one read, not a fault per page */
+				/* cold: start on the files next to it, if small */
+				if (!cold++ && n->size <= (8u << 20))
+					fs_prefetch_dir(fs, &n->dir);
+			}
 		}
+		if (verify)
+			fs_populate(d, dl);	/* measured: ~5% on a first read */
 		if ((rc = artifs_blob_chunk(&d, &dl, fs->store, txn, &b, i, verify)))
 			goto fail;
 		if (verify)
@@ -537,6 +578,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		niov++;
 		pos += take;
 	}
+	if (n->size > READ_AHEAD / 4)
+		read_ahead(fs, txn, n, &b, (uint64_t)off, end);
 	fuse_reply_iov(req, iov, (int)niov);
 	fs_txn_end(fs, txn);
 	if (iov != stack)
@@ -910,8 +953,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
-	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
-		conn->want &= ~FUSE_CAP_SPLICE_WRITE;	/* iov replies from the map */
+	/*
+	 * Replies are iovecs into the map.  Splicing from data.mdb instead was
+	 * measured slower here (first read of 256 MiB: 1.3-1.6 GB/s against
+	 * 1.8-1.9 GB/s with writev).
+	 */
+	conn->want &= ~FUSE_CAP_SPLICE_WRITE;
 	conn->time_gran = 1000000000;
 	fs->no_open = !!(conn->capable & FUSE_CAP_NO_OPEN_SUPPORT);
 	fs->no_opendir = !!(conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT);
