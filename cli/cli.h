@@ -75,6 +75,8 @@ const char *cli_time(char *buf, size_t len, int64_t t);		/* ISO 8601 UTC */
 /* JSON: print v to stdout (indent 2, keys in insertion order) and free it. */
 int cli_json_print(json_t *v);
 json_t *cli_json_oid(const artifs_oid *id);
+/* A JSON string of s; bytes that are not UTF-8 become U+FFFD. */
+json_t *cli_json_str(const char *s);
 json_t *cli_json_commit(const artifs_oid *id, const artifs_commit *c);
 
 #define CLI_CMD(name) int cmd_##name(int argc, char **argv)

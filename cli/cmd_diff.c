@@ -43,9 +43,9 @@ static int on_change(const artifs_diff_entry *e, void *ctx)
 	if (d->stat && !d->arr)
 		return 0;
 	if (d->arr) {
-		json_t *o = json_object(), *p = json_string(e->path);
+		json_t *o = json_object();
 		json_object_set_new(o, "status", json_string(status_name(e->status)));
-		json_object_set_new(o, "path", p ? p : json_stringn_nocheck(e->path, strlen(e->path)));
+		json_object_set_new(o, "path", cli_json_str(e->path));
 		if (e->old_type) {
 			json_object_set_new(o, "old_type", json_string(tname(e->old_type)));
 			json_object_set_new(o, "old_size", json_integer((json_int_t)e->old_size));
@@ -60,7 +60,9 @@ static int on_change(const artifs_diff_entry *e, void *ctx)
 		}
 		json_array_append_new(d->arr, o);
 	} else {
-		printf("%c\t%s\n", e->status, e->path);
+		/* an (empty) directory ends in '/', as in 'artifs ls' */
+		printf("%c\t%s%s\n", e->status, e->path,
+			(e->old_type ? e->old_type : e->new_type) == ARTIFS_T_DIR ? "/" : "");
 	}
 	return 0;
 }

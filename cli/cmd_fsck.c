@@ -16,7 +16,7 @@ static void on_fault(const char *kind, const artifs_oid *id, const char *where, 
 	char hex[ARTIFS_OID_HEXSZ + 1];
 
 	if (f->arr) {
-		json_t *o = json_object(), *w = json_string(where);
+		json_t *o = json_object(), *w = cli_json_str(where);
 		json_object_set_new(o, "kind", json_string(kind));
 		json_object_set_new(o, "id", cli_json_oid(id));
 		json_object_set_new(o, "where", w ? w : json_string("(unprintable path)"));

@@ -27,8 +27,7 @@ static void emit(struct ls *l, const artifs_tree_entry *e)
 
 	if (l->arr) {
 		json_t *o = json_object();
-		json_t *ps = json_string(p);
-		json_object_set_new(o, "path", ps ? ps : json_stringn_nocheck(p, strlen(p)));
+		json_object_set_new(o, "path", cli_json_str(p));
 		json_object_set_new(o, "type", json_string(type_name(e->type)));
 		json_object_set_new(o, "executable", json_boolean(e->flags & ARTIFS_F_EXEC));
 		json_object_set_new(o, "size", json_integer((json_int_t)e->size));

@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "codec.h"
 #include "error.h"
 #include "ref.h"
 
@@ -100,11 +101,14 @@ int cli_open_store(artifs_store **out, int readonly)
 
 int cli_spec_parse(cli_spec *out, const char *arg)
 {
-	const char *at = strchr(arg, '@');
-	const char *colon;
+	/*
+	 * Neither REPO nor REF may hold ':' or '@', so the first ':' ends them
+	 * and only an '@' before it starts REF: "REPO:dir/logo@2x.png" is a path.
+	 */
+	const char *colon = strchr(arg, ':');
+	const char *at = memchr(arg, '@', colon ? (size_t)(colon - arg) : strlen(arg));
 
 	memset(out, 0, sizeof(*out));
-	colon = strchr(at ? at : arg, ':');
 	if (at) {
 		out->repo = strndup(arg, (size_t)(at - arg));
 		out->ref = colon ? strndup(at + 1, (size_t)(colon - at - 1)) : strdup(at + 1);
@@ -230,12 +234,59 @@ json_t *cli_json_oid(const artifs_oid *id)
 	return json_string(artifs_oid_fmt(hex, id));
 }
 
-/* Strings from the store may hold any bytes; JSON needs UTF-8. */
-static json_t *jstr(const char *s)
+/* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if invalid. */
+static size_t utf8_len(const unsigned char *p, size_t n)
 {
+	size_t len, i;
+	uint32_t c;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		len = 2, c = p[0] & 0x1f;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		len = 3, c = p[0] & 0x0f;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		len = 4, c = p[0] & 0x07;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (p[i] & 0x3f);
+	}
+	if ((len == 3 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff))) ||
+	    (len == 4 && (c < 0x10000 || c > 0x10ffff)))
+		return 0;
+	return len;
+}
+
+/*
+ * Strings from the store (file names, messages) may hold any bytes, but a
+ * JSON document must be UTF-8: jansson refuses to print anything else and
+ * the output stopped half-way.  Each byte that is not part of a valid
+ * sequence becomes U+FFFD.
+ */
+json_t *cli_json_str(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s), i = 0;
+	artifs_buf b = { 0 };
 	json_t *v = json_string(s);
 
-	return v ? v : json_stringn_nocheck(s, strlen(s));
+	if (v)
+		return v;
+	while (i < n) {
+		size_t l = utf8_len(p + i, n - i);
+		if (l ? artifs_buf_put(&b, p + i, l) : artifs_buf_put(&b, "\xef\xbf\xbd", 3))
+			break;
+		i += l ? l : 1;
+	}
+	v = i == n ? json_stringn(b.len ? (const char *)b.ptr : "", b.len) : NULL;
+	artifs_buf_release(&b);
+	return v;
 }
 
 json_t *cli_json_commit(const artifs_oid *id, const artifs_commit *c)
@@ -244,17 +295,17 @@ json_t *cli_json_commit(const artifs_oid *id, const artifs_commit *c)
 	char t[64];
 
 	json_object_set_new(o, "id", cli_json_oid(id));
-	json_object_set_new(o, "repo", jstr(c->repo));
+	json_object_set_new(o, "repo", cli_json_str(c->repo));
 	json_object_set_new(o, "tree", cli_json_oid(&c->tree));
 	for (uint32_t i = 0; i < c->nparents; i++)
 		json_array_append_new(parents, cli_json_oid(&c->parents[i]));
 	json_object_set_new(o, "parents", parents);
-	json_object_set_new(o, "author", jstr(c->author));
+	json_object_set_new(o, "author", cli_json_str(c->author));
 	json_object_set_new(o, "time", json_integer(c->time));
 	json_object_set_new(o, "date", json_string(cli_time(t, sizeof(t), c->time)));
-	json_object_set_new(o, "message", jstr(c->message));
+	json_object_set_new(o, "message", cli_json_str(c->message));
 	for (size_t i = 0; i < c->nmeta; i++)
-		json_object_set_new(meta, c->meta[i].key, jstr(c->meta[i].value));
+		json_object_set_new(meta, c->meta[i].key, cli_json_str(c->meta[i].value));
 	json_object_set_new(o, "metadata", meta);
 	return o;
 }

@@ -54,12 +54,22 @@ static int emit(struct dw *d, char status, const artifs_tree_entry *a, const art
 
 static int walk(struct dw *d, const artifs_oid *a, const artifs_oid *b);
 
-/* Report every file under a whole added or removed tree. */
+/*
+ * Report every file under a whole added or removed tree, and every empty
+ * directory in it: commits keep empty directories, so they are changes too.
+ */
 static int whole(struct dw *d, const artifs_tree_entry *e, int added)
 {
-	if (e->type != ARTIFS_T_DIR)
-		return emit(d, added ? ARTIFS_DIFF_ADDED : ARTIFS_DIFF_REMOVED, added ? NULL : e, added ? e : NULL);
-	return added ? walk(d, NULL, &e->id) : walk(d, &e->id, NULL);
+	artifs_tree_view t;
+	int rc;
+
+	if (e->type == ARTIFS_T_DIR) {
+		if ((rc = artifs_tree_load(&t, d->s, d->txn, &e->id)))
+			return rc;
+		if (t.count)
+			return added ? walk(d, NULL, &e->id) : walk(d, &e->id, NULL);
+	}
+	return emit(d, added ? ARTIFS_DIFF_ADDED : ARTIFS_DIFF_REMOVED, added ? NULL : e, added ? e : NULL);
 }
 
 static int name_cmp(const artifs_tree_entry *x, const artifs_tree_entry *y)
