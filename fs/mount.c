@@ -281,7 +281,7 @@ int artifs_mount(const artifs_mount_opts *o)
 		goto done;
 	}
 	fuse_loop_cfg_set_clone_fd(cfg, 1);
-	fuse_loop_cfg_set_idle_threads(cfg, o->threads ? o->threads : 8);
+	fuse_loop_cfg_set_idle_threads(cfg, o->threads ? o->threads : 4);
 	fuse_loop_cfg_set_max_threads(cfg, 64);
 	rc = fuse_session_loop_mt(fs.se, cfg);
 	/* libfuse returns the signal that ended the loop: SIGTERM and co. are a normal stop */

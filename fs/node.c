@@ -100,6 +100,12 @@ int fs_init(artifs_fs *fs, artifs_store *s)
 
 void fs_release(artifs_fs *fs)
 {
+	/* ref roots the poller unhashed (moved refs) that the kernel still knew */
+	for (fs_node *n = fs->roots.rnext, *next; n && n != &fs->roots; n = next) {
+		next = n->rnext;
+		if (!n->hashed)
+			free(n);
+	}
 	for (size_t i = 0; i < fs->nbuckets; i++) {
 		fs_node *n = fs->table[i], *next;
 

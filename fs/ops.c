@@ -259,6 +259,14 @@ static int child(artifs_fs *fs, MDB_txn *txn, fs_node *p, const char *name, fs_n
 		repo_name(fs, p, repo, sizeof(repo));
 		if ((rc = artifs_rev_parse(&id, fs->store, txn, repo, name)))
 			return rc;
+		{
+			/* rev-parse tries refs first: a branch or tag named like hex is no id */
+			char hex[ARTIFS_OID_HEXSZ + 1];
+
+			artifs_oid_fmt(hex, &id);
+			if (strncmp(hex, name, strlen(name)))
+				return ARTIFS_ENOTFOUND;
+		}
 		return version_root(fs, txn, p, name, &id, 0, 0, out);
 	}
 	case FS_VROOT:
@@ -736,7 +744,8 @@ static int list_names(artifs_fs *fs, MDB_txn *txn, fs_node *p, namelist *l)
 		repo_name(fs, p, repo, sizeof(repo));
 		rc = artifs_ref_foreach(fs->store, txn, repo, recent_ref_fn, &r);
 		if (!rc) {
-			qsort(r.v, r.n, sizeof(*r.v), recent_cmp);
+			if (r.n)	/* no commits yet: r.v is NULL, which qsort must not get */
+				qsort(r.v, r.n, sizeof(*r.v), recent_cmp);
 			for (size_t i = 0; !rc && i < r.n && i < RECENT_COMMITS; i++) {
 				artifs_oid_fmt(hex, &r.v[i].id);
 				rc = nl_add(l, hex);

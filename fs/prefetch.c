@@ -45,13 +45,15 @@
 #define PF_PIECE (8u << 20)		/* one sendfile() at most */
 #define PF_GAP 65536			/* merge ranges this close */
 
-enum { JOB_DIR, JOB_RANGE };
+enum { JOB_DIR, JOB_RANGE, JOB_INDEX };
+
+#define PF_INDEX_MAX (512ull << 20)	/* warm the index at mount if it is at most this */
 
 struct pf_job {
 	int kind;
-	artifs_oid tree;		/* JOB_DIR */
-	uint32_t start, step;
-	uint64_t off, len;		/* JOB_RANGE: in data.mdb */
+	artifs_oid tree;		/* JOB_DIR: part `part` of PF_WORKERS */
+	uint32_t part;
+	uint64_t off, len;		/* JOB_RANGE: in data.mdb; JOB_INDEX: id bytes [off, len) */
 };
 
 struct artifs_prefetch {
@@ -188,32 +190,38 @@ void fs_prefetch_dir(artifs_fs *fs, const artifs_oid *tree)
 	memset(&j, 0, sizeof(j));
 	j.kind = JOB_DIR;
 	j.tree = *tree;
-	j.step = PF_WORKERS;
 	pthread_mutex_lock(&pf->lock);
 	if (artifs_oid_cmp(&pf->recent[slot], tree) && pf->n + PF_WORKERS <= PF_QUEUE) {
 		pf->recent[slot] = *tree;
-		/* one job per worker, each taking every PF_WORKERS-th file */
+		/*
+		 * One job per worker, each a contiguous slice of the directory:
+		 * neighbouring files lie next to each other in the store, so a
+		 * slice is fetched in a few large reads.
+		 */
 		for (uint32_t k = 0; k < PF_WORKERS; k++) {
-			j.start = k;
+			j.part = k;
 			enqueue(pf, &j);
 		}
 	}
 	pthread_mutex_unlock(&pf->lock);
 }
 
-/* Fetch the chunks of every PF_WORKERS-th small file of a directory. */
+/* Fetch the chunks of the small files in slice `part` of a directory. */
 static void run_dir(artifs_prefetch *pf, int fd, const struct pf_job *j)
 {
 	artifs_fs *fs = pf->fs;
 	artifs_tree_view tv;
 	MDB_txn *txn;
-	uint64_t asked = 0, budget = PF_DIR_BUDGET / j->step, lo = 0, hi = 0;
+	uint64_t asked = 0, budget = PF_DIR_BUDGET / PF_WORKERS, lo = 0, hi = 0;
+	uint32_t first, last;
 
 	if (fs_txn_begin(fs, &txn))
 		return;
 	if (artifs_tree_load(&tv, fs->store, txn, &j->tree))
 		goto done;
-	for (uint32_t i = j->start; i < tv.count && asked < budget; i += j->step) {
+	first = (uint32_t)((uint64_t)tv.count * j->part / PF_WORKERS);
+	last = (uint32_t)((uint64_t)tv.count * (j->part + 1) / PF_WORKERS);
+	for (uint32_t i = first; i < last && asked < budget; i++) {
 		artifs_tree_entry te;
 		artifs_blob_view b;
 
@@ -253,6 +261,31 @@ done:
 	fs_txn_end(fs, txn);
 }
 
+struct big_ctx {
+	artifs_prefetch *pf;
+	int fd;
+};
+
+static void fetch_big(const void *p, size_t len, void *ctx)
+{
+	struct big_ctx *b = ctx;
+	uint64_t off = fs_map_off(b->pf->fs, p) & ~(uint64_t)4095;
+
+	sink(b->pf->null_fd, b->fd, off, fs_map_off(b->pf->fs, p) + len - off);
+}
+
+/* Walk one slice of the object tables so their B-tree pages are in memory. */
+static void run_index(artifs_prefetch *pf, int fd, const struct pf_job *j)
+{
+	struct big_ctx b = { pf, fd };
+	MDB_txn *txn;
+
+	if (fs_txn_begin(pf->fs, &txn))
+		return;
+	artifs_store_warm(pf->fs->store, txn, (unsigned)j->off, (unsigned)j->len, fetch_big, &b);
+	fs_txn_end(pf->fs, txn);
+}
+
 struct worker_arg {
 	artifs_prefetch *pf;
 	int fd;
@@ -278,12 +311,71 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&pf->lock);
 		if (j.kind == JOB_RANGE)
 			sink(pf->null_fd, fd, j.off, j.len);
+		else if (j.kind == JOB_INDEX)
+			run_index(pf, fd, &j);
 		else
 			run_dir(pf, fd, &j);
 		pthread_mutex_lock(&pf->lock);
 	}
 	pthread_mutex_unlock(&pf->lock);
 	return NULL;
+}
+
+/* The share of the store's used pages that are in memory (mincore). */
+static double resident_share(artifs_fs *fs)
+{
+	size_t used = 0, pages, in = 0;
+	unsigned char *vec;
+
+	artifs_store_usage(fs->store, NULL, &used);
+	pages = (used + 4095) / 4096;
+	if (!pages || !(vec = malloc(pages)))
+		return 0;
+	if (mincore((void *)fs->map_base, pages * 4096, vec)) {
+		free(vec);
+		return 0;
+	}
+	for (size_t i = 0; i < pages; i++)
+		in += vec[i] & 1;
+	free(vec);
+	return (double)in / (double)pages;
+}
+
+/*
+ * A cold store answers each first look-up with a few random 4 KiB reads of
+ * B-tree pages.  The object tables' B-tree pages are small next to the data
+ * (about 160 bytes per small file), so at mount they are read once, by all
+ * workers at once, each walking a slice of the id space.  Skipped when they
+ * are large (PF_INDEX_MAX); pages already in memory cost a walk only.
+ */
+static void warm_index(artifs_fs *fs)
+{
+	artifs_prefetch *pf = fs->prefetch;
+	uint64_t bytes = 0;
+	struct pf_job j;
+	MDB_txn *txn;
+
+	if (!pf->nth || !fs->map_base)
+		return;
+	if (resident_share(fs) > 0.9)
+		return;		/* the store is in memory already */
+	if (fs_txn_begin(fs, &txn))
+		return;
+	artifs_store_index_bytes(fs->store, txn, &bytes);
+	fs_txn_end(fs, txn);
+	if (bytes > PF_INDEX_MAX) {
+		fs_log(6, "index of %llu MiB not warmed at mount", (unsigned long long)(bytes >> 20));
+		return;
+	}
+	memset(&j, 0, sizeof(j));
+	j.kind = JOB_INDEX;
+	pthread_mutex_lock(&pf->lock);
+	for (unsigned k = 0; k < 2 * PF_WORKERS; k++) {
+		j.off = 256 * k / (2 * PF_WORKERS);
+		j.len = 256 * (k + 1) / (2 * PF_WORKERS);
+		enqueue(pf, &j);
+	}
+	pthread_mutex_unlock(&pf->lock);
 }
 
 int fs_prefetch_start(artifs_fs *fs)
@@ -319,6 +411,7 @@ int fs_prefetch_start(artifs_fs *fs)
 	}
 	free(path);
 	fs->prefetch = pf;
+	warm_index(fs);
 	return 0;
 }
 

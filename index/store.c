@@ -507,3 +507,52 @@ int artifs_store_refgen_bump(artifs_store *s, MDB_txn *txn)
 		return rc == MDB_MAP_FULL ? rc : artifs_error_lmdb(rc, "cannot write ref generation");
 	return 0;
 }
+
+int artifs_store_warm(artifs_store *s, MDB_txn *txn, unsigned lo, unsigned hi,
+	void (*big)(const void *p, size_t len, void *ctx), void *ctx)
+{
+	const MDB_dbi dbis[] = { s->trees, s->blobs, s->commits, s->chunks };
+	volatile uint8_t sink = 0;
+
+	for (size_t t = 0; t < sizeof(dbis) / sizeof(dbis[0]); t++) {
+		uint8_t start[16] = { (uint8_t)lo };
+		MDB_val k = { sizeof(start), start }, v;
+		MDB_cursor *cur;
+		int rc, op = MDB_SET_RANGE;
+
+		if ((rc = mdb_cursor_open(txn, dbis[t], &cur)))
+			return artifs_error_lmdb(rc, "cannot open cursor");
+		/* a value's bytes are only read for the metadata tables */
+		while (!(rc = mdb_cursor_get(cur, &k, &v, op)) && k.mv_size &&
+		       ((const uint8_t *)k.mv_data)[0] < hi) {
+			op = MDB_NEXT;
+			if (dbis[t] == s->chunks)
+				continue;
+			if (v.mv_size > 2048 && big)
+				big(v.mv_data, v.mv_size, ctx);
+			else if (v.mv_size)
+				sink ^= ((const uint8_t *)v.mv_data)[0];
+		}
+		mdb_cursor_close(cur);
+		if (rc && rc != MDB_NOTFOUND)
+			return artifs_error_lmdb(rc, "cannot walk the store");
+	}
+	(void)sink;
+	return 0;
+}
+
+int artifs_store_index_bytes(artifs_store *s, MDB_txn *txn, uint64_t *out)
+{
+	const MDB_dbi dbis[] = { s->trees, s->blobs, s->commits, s->chunks };
+
+	*out = 0;
+	for (size_t t = 0; t < sizeof(dbis) / sizeof(dbis[0]); t++) {
+		MDB_stat st;
+		int rc = mdb_stat(txn, dbis[t], &st);
+
+		if (rc)
+			return artifs_error_lmdb(rc, "cannot read table statistics");
+		*out += (uint64_t)(st.ms_branch_pages + st.ms_leaf_pages) * st.ms_psize;
+	}
+	return 0;
+}

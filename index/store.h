@@ -56,6 +56,19 @@ void artifs_store_free(artifs_store *s);
 
 const char *artifs_store_path(const artifs_store *s);
 
+/*
+ * Warming the index of a cold store: walk the object tables (chunks,
+ * blobs, trees, commits) for ids whose first byte is in [lo, hi), touching
+ * their B-tree pages but not chunk bytes, so later look-ups find those
+ * pages in memory.  Values stored outside the B-tree (a big manifest or
+ * tree) are passed to `big` (pointer into the map, length) for the caller
+ * to fetch as it likes; it may be NULL.
+ */
+int artifs_store_warm(artifs_store *s, MDB_txn *txn, unsigned lo, unsigned hi,
+	void (*big)(const void *p, size_t len, void *ctx), void *ctx);
+/* Bytes of B-tree pages of those tables (what artifs_store_warm reads). */
+int artifs_store_index_bytes(artifs_store *s, MDB_txn *txn, uint64_t *out);
+
 /* Current map size and bytes in use (pages below the high-water mark). */
 void artifs_store_usage(artifs_store *s, size_t *mapsize, size_t *used);
 
