@@ -13,7 +13,14 @@ cmake --build "$root/build" -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
 artifs="$root/build/cli/artifs"
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+cleanup() {
+	# never leave a mount or a daemon behind
+	if [ -d "$work/mnt" ] && grep -q " $work/mnt " /proc/self/mountinfo; then
+		fusermount3 -u "$work/mnt" || fusermount3 -uz "$work/mnt" || true
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
 export ARTIFS_STORE=${ARTIFS_STORE:-$work/store}
 data="$root/examples/data/flowers"
 
@@ -36,5 +43,14 @@ echo "train/rose/0004.png,rose,train" >> "$work/v2/labels.csv"
 "$artifs" log datasets/flowers
 "$artifs" du datasets/flowers
 "$artifs" fsck
+
+# every ref as a read-only directory
+mkdir "$work/mnt"
+"$artifs" mount "$work/mnt"
+ls "$work/mnt/datasets/flowers"
+diff -r "$data" "$work/mnt/datasets/flowers/v1"
+diff -r "$work/v2" "$work/mnt/datasets/flowers/main"
+head -3 "$work/mnt/datasets/flowers/main/labels.csv"
+"$artifs" umount "$work/mnt"
 set +x
 echo "quickstart: ok (store: $ARTIFS_STORE)"
