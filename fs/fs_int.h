@@ -92,6 +92,9 @@ typedef struct artifs_fs {
 	artifs_prefetch *prefetch;	/* prefetch.c */
 	uintptr_t map_base;		/* where data.mdb is mapped; 0: unknown */
 
+	/* counters, logged at unmount */
+	uint64_t n_reads, n_cold_fetches, n_dir_jobs, n_dir_dropped;
+
 	int no_open, no_opendir;	/* the kernel takes ENOSYS as "keep caching" */
 	int ra_done;			/* read-ahead raised (after INIT) */
 	char *mountpoint;		/* canonical */

@@ -294,7 +294,10 @@ int artifs_mount(const artifs_mount_opts *o)
 		rc = rc < 0 ? rc : -EIO;
 		artifs_error(rc, "the session loop failed");
 	}
-	fs_log(LOG_INFO, "unmounted '%s'", real);
+	fs_log(LOG_INFO, "unmounted '%s' (%llu reads, %llu cold chunk fetches, %llu directories "
+		"prefetched, %llu not for a full queue)", real, (unsigned long long)fs.n_reads,
+		(unsigned long long)fs.n_cold_fetches, (unsigned long long)fs.n_dir_jobs,
+		(unsigned long long)fs.n_dir_dropped);
 done:
 	if (cfg)
 		fuse_loop_cfg_destroy(cfg);

@@ -530,6 +530,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	end = n->size - pos < size ? n->size : pos + size;
+	__atomic_add_fetch(&fs->n_reads, 1, __ATOMIC_RELAXED);
 	if ((rc = fs_txn_begin(fs, &txn))) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -556,6 +557,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				goto fail;
 			if (!fs_resident(d) || !fs_resident(d + dl - 1)) {
 				fs_fetch(fs, d, dl);	/* one read, not a fault per page */
+				__atomic_add_fetch(&fs->n_cold_fetches, 1, __ATOMIC_RELAXED);
 				/* cold: start on the files next to it, if small */
 				if (!cold++ && n->size <= (8u << 20))
 					fs_prefetch_dir(fs, &n->dir);

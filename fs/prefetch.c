@@ -32,6 +32,7 @@
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "blob.h"
@@ -191,7 +192,12 @@ void fs_prefetch_dir(artifs_fs *fs, const artifs_oid *tree)
 	j.kind = JOB_DIR;
 	j.tree = *tree;
 	pthread_mutex_lock(&pf->lock);
-	if (artifs_oid_cmp(&pf->recent[slot], tree) && pf->n + PF_WORKERS <= PF_QUEUE) {
+	if (!artifs_oid_cmp(&pf->recent[slot], tree)) {
+		/* queued already */
+	} else if (pf->n + PF_WORKERS > PF_QUEUE) {
+		fs->n_dir_dropped++;
+	} else {
+		fs->n_dir_jobs++;
 		pf->recent[slot] = *tree;
 		/*
 		 * One job per worker, each a contiguous slice of the directory:
@@ -278,12 +284,17 @@ static void fetch_big(const void *p, size_t len, void *ctx)
 static void run_index(artifs_prefetch *pf, int fd, const struct pf_job *j)
 {
 	struct big_ctx b = { pf, fd };
+	struct timespec t0, t1;
 	MDB_txn *txn;
 
 	if (fs_txn_begin(pf->fs, &txn))
 		return;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	artifs_store_warm(pf->fs->store, txn, (unsigned)j->off, (unsigned)j->len, fetch_big, &b);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	fs_txn_end(pf->fs, txn);
+	fs_log(7, "index slice %u-%u warmed in %.1f ms", (unsigned)j->off, (unsigned)j->len,
+		(double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
 }
 
 struct worker_arg {
