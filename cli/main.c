@@ -77,7 +77,7 @@ static const cli_cmd commands[] = {
 	  "Also mountable as: mount -t fuse.artifs STORE MOUNTPOINT (with the\n"
 	  "mount.fuse.artifs helper installed), or from /etc/fstab:\n"
 	  "  /srv/artifs  /mnt/artifs  fuse.artifs  defaults,_netdev  0 0\n"
-	  "  --readahead-kb N  read-ahead of the mount (default 4096)\n"
+	  "  --readahead-kb N  read-ahead of the mount (default 2048)\n"
 	  "  --threads N       idle worker threads kept (default 4)\n" },
 	{ "umount", cmd_umount, "MOUNTPOINT", "unmount an artifs mount",
 	  "Unmounts with fusermount3 -u; the daemon exits by itself.\n" },

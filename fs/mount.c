@@ -21,7 +21,7 @@
 #include "error.h"
 
 #define DEFAULT_POLL_MS 200
-#define DEFAULT_READAHEAD_KB 4096	/* 4 MiB: big sequential reads, 1 MiB requests */
+#define DEFAULT_READAHEAD_KB 2048	/* 2 MiB: two 1 MiB requests in flight; measured best on 2 cores */
 
 /* ---- logging ------------------------------------------------------------ */
 

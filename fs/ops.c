@@ -452,7 +452,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_readlink(req, buf);
 }
 
-#define READ_AHEAD (16u << 20)	/* how far the store is read ahead of a reader */
+#define READ_AHEAD (64u << 20)	/* how far the store is read ahead of a reader */
 
 /*
  * Read ahead in the store for a sequential reader of a big file: queue the
@@ -588,7 +588,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		niov++;
 		pos += take;
 	}
-	if (n->size > READ_AHEAD / 4)
+	if (n->size > (4u << 20))	/* smaller ones come with their directory */
 		read_ahead(fs, txn, n, &b, (uint64_t)off, end);
 	fuse_reply_iov(req, iov, (int)niov);
 	fs_txn_end(fs, txn);
