@@ -257,16 +257,9 @@ static int child(artifs_fs *fs, MDB_txn *txn, fs_node *p, const char *name, fs_n
 		if (!is_hex_prefix(name))
 			return ARTIFS_ENOTFOUND;
 		repo_name(fs, p, repo, sizeof(repo));
-		if ((rc = artifs_rev_parse(&id, fs->store, txn, repo, name)))
+		/* ids only: a branch or tag named like hex does not shadow a commit */
+		if ((rc = artifs_commit_by_prefix(&id, fs->store, txn, repo, name)))
 			return rc;
-		{
-			/* rev-parse tries refs first: a branch or tag named like hex is no id */
-			char hex[ARTIFS_OID_HEXSZ + 1];
-
-			artifs_oid_fmt(hex, &id);
-			if (strncmp(hex, name, strlen(name)))
-				return ARTIFS_ENOTFOUND;
-		}
 		return version_root(fs, txn, p, name, &id, 0, 0, out);
 	}
 	case FS_VROOT:

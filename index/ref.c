@@ -391,11 +391,7 @@ static int hexval(char c)
 int artifs_rev_parse(artifs_oid *out, artifs_store *s, MDB_txn *txn, const char *repo, const char *rev)
 {
 	artifs_ref ref;
-	uint8_t lo[16] = { 0 };
-	size_t n = strlen(rev);
-	MDB_cursor *cur = NULL;
-	MDB_val k, v;
-	int rc, found = 0, op;
+	int rc;
 
 	if ((rc = artifs_repo_check(s, txn, repo)))
 		return rc;
@@ -411,6 +407,21 @@ int artifs_rev_parse(artifs_oid *out, artifs_store *s, MDB_txn *txn, const char 
 		if (rc != ARTIFS_ENOTFOUND)
 			return rc;
 	}
+	if ((rc = artifs_commit_by_prefix(out, s, txn, repo, rev)) != ARTIFS_ENOTFOUND)
+		return rc;
+	return artifs_error(ARTIFS_ENOTFOUND,
+		"'%s' is not a branch, tag, environment or commit of '%s'", rev, repo);
+}
+
+int artifs_commit_by_prefix(artifs_oid *out, artifs_store *s, MDB_txn *txn, const char *repo,
+	const char *rev)
+{
+	uint8_t lo[16] = { 0 };
+	size_t n = strlen(rev);
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	int rc, found = 0, op;
+
 	if (n < 6 || n > ARTIFS_OID_HEXSZ)
 		goto notfound;
 	for (size_t i = 0; i < n; i++) {
@@ -446,6 +457,5 @@ int artifs_rev_parse(artifs_oid *out, artifs_store *s, MDB_txn *txn, const char 
 	if (found)
 		return 0;
 notfound:
-	return artifs_error(ARTIFS_ENOTFOUND,
-		"'%s' is not a branch, tag, environment or commit of '%s'", rev, repo);
+	return artifs_error(ARTIFS_ENOTFOUND, "no commit of '%s' has an id starting '%s'", repo, rev);
 }

@@ -82,6 +82,13 @@ int artifs_reflog_foreach(artifs_store *s, MDB_txn *txn, const char *repo, const
  * hex digits that names exactly one commit of this repository.
  */
 int artifs_rev_parse(artifs_oid *out, artifs_store *s, MDB_txn *txn, const char *repo, const char *rev);
+/*
+ * Only the commit-id part of that: a prefix of 6 to 32 lower-case hex
+ * digits naming exactly one commit of repo (ARTIFS_EAMBIGUOUS if several).
+ * Refs are not consulted, so a branch named like hex does not shadow it.
+ */
+int artifs_commit_by_prefix(artifs_oid *out, artifs_store *s, MDB_txn *txn, const char *repo,
+	const char *prefix);
 
 /* The committing identity: $ARTIFS_AUTHOR, else the login name and host. */
 const char *artifs_author_default(void);

@@ -343,6 +343,12 @@ def test_commits_dir_takes_only_ids(store, mounter, tmp_path):
         assert (m.path / "datasets/r" / n / "f").read_bytes() == b"1\n"      # the refs work
         assert errno_of(os.stat, commits / n) == errno.ENOENT, f".commits/{n} is a ref, no commit id"
     assert (commits / id1[:6] / "f").read_bytes() == b"1\n"
+    # a branch named exactly like the commit's id prefix does not hide the commit
+    put(src, "f", b"2\n")
+    store.commit("datasets/r", src, "two")
+    store.branch("datasets/r", id1[:8])
+    assert (m.path / "datasets/r" / id1[:8] / "f").read_bytes() == b"2\n"    # the branch
+    assert (commits / id1[:8] / "f").read_bytes() == b"1\n"                  # the commit
 
 
 # ---- 3. live refs ----------------------------------------------------------------------------
