@@ -81,6 +81,8 @@ json_t *cli_json_commit(const artifs_oid *id, const artifs_commit *c);
 
 #define CLI_CMD(name) int cmd_##name(int argc, char **argv)
 CLI_CMD(mount); CLI_CMD(umount);
+/* "artifs STORE MOUNTPOINT -o OPTS" as mount.fuse3 runs it; -1 if argv is not that. */
+int cli_mount_fuse_form(int argc, char **argv);
 CLI_CMD(init); CLI_CMD(create); CLI_CMD(repos); CLI_CMD(commit); CLI_CMD(log);
 CLI_CMD(show); CLI_CMD(ls); CLI_CMD(cat); CLI_CMD(checkout); CLI_CMD(tag);
 CLI_CMD(branch); CLI_CMD(diff); CLI_CMD(du); CLI_CMD(fsck); CLI_CMD(gc);

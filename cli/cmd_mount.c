@@ -4,8 +4,25 @@
 #include "fs.h"
 
 #include <getopt.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Append o[0..n) to the comma-separated list *list (NULL: empty); -1 when out of memory. */
+static int opt_append(char **list, const char *o, size_t n)
+{
+	size_t len = *list ? strlen(*list) : 0;
+	char *p = realloc(*list, len + n + 2);
+
+	if (!p)
+		return -1;
+	*list = p;
+	if (len)
+		p[len++] = ',';
+	memcpy(p + len, o, n);
+	p[len + n] = '\0';
+	return 0;
+}
 
 int cmd_mount(int argc, char **argv)
 {
@@ -38,21 +55,13 @@ int cmd_mount(int argc, char **argv)
 		case 'r':
 			mo.readahead_kb = (unsigned int)strtoul(optarg, NULL, 10);
 			break;
-		case 'o': {
+		case 'o':
 			/* several -o accumulate, as with mount(8) */
-			size_t len = extra ? strlen(extra) : 0;
-			char *p = realloc(extra, len + strlen(optarg) + 2);
-
-			if (!p) {
+			if (opt_append(&extra, optarg, strlen(optarg))) {
 				free(extra);
 				return cli_fail(NULL, "out of memory");
 			}
-			extra = p;
-			if (len)
-				p[len++] = ',';
-			strcpy(p + len, optarg);
 			break;
-		}
 		default:
 			free(extra);
 			return cli_usage("mount", "unknown option");
@@ -84,4 +93,61 @@ int cmd_umount(int argc, char **argv)
 	if ((rc = artifs_umount(argv[1])))
 		return cli_fail_rc(rc);
 	return EXIT_OK;
+}
+
+/* Options only mount(8) and fstab understand; FUSE must not see them. */
+static int mount_only_opt(const char *o, size_t n)
+{
+	static const char *const names[] = { "rw", "ro", "defaults", "auto", "noauto", "user",
+		"nouser", "users", "_netdev", "nofail", "dev", "nodev", "suid", "nosuid", "exec",
+		"noexec", "async", "sync", "atime", "noatime", "relatime", NULL };
+
+	if ((n >= 2 && !strncmp(o, "x-", 2)) || (n >= 8 && !strncmp(o, "comment=", 8)) || !n)
+		return 1;
+	for (size_t i = 0; names[i]; i++)
+		if (strlen(names[i]) == n && !strncmp(o, names[i], n))
+			return 1;
+	return 0;
+}
+
+int cli_mount_fuse_form(int argc, char **argv)
+{
+	struct stat a, b;
+	char *kept = NULL, *margv[6];
+	int margc = 0, rc;
+
+	/* mount.fuse3 runs "artifs STORE MOUNTPOINT [-o OPTIONS]" for fuse.artifs */
+	if (argc < 3 || !strchr(argv[1], '/') || stat(argv[1], &a) || !S_ISDIR(a.st_mode) ||
+	    stat(argv[2], &b) || !S_ISDIR(b.st_mode))
+		return -1;
+	for (int i = 3; i < argc; i++) {
+		const char *opts;
+
+		if (!strcmp(argv[i], "-o") && i + 1 < argc)
+			opts = argv[++i];
+		else if (!strncmp(argv[i], "-o", 2))
+			opts = argv[i] + 2;
+		else
+			continue;	/* -n, -s, -v: nothing for us */
+		for (const char *p = opts; *p;) {
+			size_t n = strcspn(p, ",");
+
+			if (!mount_only_opt(p, n) && opt_append(&kept, p, n)) {
+				free(kept);
+				return cli_fail(NULL, "out of memory");
+			}
+			p += n + (p[n] == ',');
+		}
+	}
+	cli_store_flag = argv[1];
+	margv[margc++] = (char *)"mount";
+	margv[margc++] = argv[2];
+	if (kept) {
+		margv[margc++] = (char *)"-o";
+		margv[margc++] = kept;
+	}
+	margv[margc] = NULL;
+	rc = cmd_mount(margc, margv);
+	free(kept);
+	return rc;
 }

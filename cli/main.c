@@ -74,8 +74,9 @@ static const cli_cmd commands[] = {
 	  "syslog unless --foreground (log to stderr) or --log FILE.  It stops on\n"
 	  "'artifs umount', 'fusermount3 -u' or SIGTERM.  -o passes FUSE options\n"
 	  "(e.g. -o allow_other; root mounts allow other users by default).\n"
-	  "Also mountable as: mount -t fuse.artifs STORE MOUNTPOINT (with the\n"
-	  "mount.fuse.artifs helper installed), or from /etc/fstab:\n"
+	  "Also mountable as: mount -t fuse.artifs STORE MOUNTPOINT (mount.fuse3\n"
+	  "runs 'artifs STORE MOUNTPOINT -o OPTIONS'; artifs must be in /usr/bin or\n"
+	  "/usr/sbin), or from /etc/fstab:\n"
 	  "  /srv/artifs  /mnt/artifs  fuse.artifs  defaults,_netdev  0 0\n"
 	  "  --readahead-kb N  read-ahead of the mount (default 2048)\n"
 	  "  --threads N       idle worker threads kept (default 4)\n" },
@@ -167,6 +168,12 @@ int main(int argc, char **argv)
 				return cli_help(argv[1]);
 		artifs_error_clear();
 		return commands[i].fn(argc - 1, argv + 1);
+	}
+	{
+		int rc = cli_mount_fuse_form(argc, argv);
+
+		if (rc >= 0)
+			return rc;
 	}
 	fprintf(stderr, "artifs: error: unknown command '%s'\nhint: see 'artifs --help'\n", argv[1]);
 	return EXIT_USAGE;

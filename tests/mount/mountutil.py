@@ -93,7 +93,8 @@ def daemon_pids(needle):
         except OSError:
             continue
         n = os.fsencode(needle)
-        if b"mount" in argv and any(a == n or a.startswith(n + b"/") for a in argv) and \
+        # "artifs ... mount MP ..." or, as mount.fuse3 runs it, "artifs STORE MP ..."
+        if any(a == n or a.startswith(n + b"/") for a in argv[1:]) and \
                 any(os.path.basename(a) == b"artifs" for a in argv[:1]) and pid_running(int(d)):
             pids.append(int(d))
     return pids

@@ -853,6 +853,31 @@ def test_mount_helper(store, mounter, mount_helper, artifs_bin, env, tmp_path, o
     assert stat.S_IMODE(os.stat(mp / "datasets/h/main/run").st_mode) == 0o555
 
 
+def test_mount_fuse3_form(store, mounter, artifs_bin, env, tmp_path):
+    """
+    "mount -t fuse.artifs STORE MP" without a helper of our own: Debian's
+    mount.fuse3 runs "artifs STORE MP -o OPTIONS" (options of mount(8)
+    included), which must mount like "artifs --store STORE mount MP".
+    """
+    src = tmp_path / "src"
+    put(src, "a/b.txt", b"fuse3 form\n")
+    store.create("dataset", "f3")
+    store.commit("datasets/f3", src, "v")
+    mp = tmp_path / "f3-mnt"
+    mp.mkdir()
+    m = Mount(mp, store.store, None, env)
+    mounter.mounts.append(m)
+    run([artifs_bin, store.store, mp, "-o", "rw,dev,suid,_netdev,allow_other"], env=env)
+    assert wait_for(lambda: is_artifs_mount(mp), 10)
+    assert m.find_pid()
+    e = mount_entry(mp)
+    assert e[1] == "fuse.artifs" and "ro" in e[3].split(","), e
+    diff_r(src, mp / "datasets/f3/main")
+    # not a store: no mount, the usual unknown-command error
+    p = run([artifs_bin, str(tmp_path), str(mp)], env=env, rc=1)
+    assert b"artifs: error:" in p.stderr
+
+
 def test_mount_helper_usage(mount_helper):
     p = run(["sh", mount_helper], rc=2)
     assert b"usage" in p.stderr
