@@ -86,7 +86,7 @@ typedef struct artifs_fs {
 	artifs_pins *pins;		/* NULL: pinning unavailable */
 	pthread_mutex_t pin_lock;
 	artifs_oidset pinned;
-	int store_locks;		/* threads holding the store lock shared */
+	int store_locks;		/* threads holding the pin gate shared */
 	int pins_dirty;			/* a version root was freed: shrink the pins */
 
 	artifs_prefetch *prefetch;	/* prefetch.c */
@@ -136,7 +136,7 @@ void fs_unhash(artifs_fs *fs, fs_node *n);
 
 /*
  * Pinning: a lookup that may create a version root brackets its read
- * transaction with fs_pin_begin/end (the store lock, shared) and pins the
+ * transaction with fs_pin_begin/end (the pin gate, shared) and pins the
  * root's commit, so gc cannot delete it between the read and the pin.
  */
 void fs_pin_begin(artifs_fs *fs);

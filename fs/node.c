@@ -377,8 +377,8 @@ void fs_pin_begin(artifs_fs *fs)
 		return;
 	pthread_mutex_lock(&fs->pin_lock);
 	/* one flock per process: the first thread in takes it, the last drops it */
-	if (fs->store_locks++ == 0 && artifs_store_lock(fs->store, 0, 1))
-		fs_log(3, "cannot lock the store to pin a version: %s", artifs_error_last());
+	if (fs->store_locks++ == 0 && artifs_pins_gate(fs->pins))
+		fs_log(3, "cannot hold the pin gate: %s", artifs_error_last());
 	pthread_mutex_unlock(&fs->pin_lock);
 }
 
@@ -388,7 +388,7 @@ void fs_pin_end(artifs_fs *fs)
 		return;
 	pthread_mutex_lock(&fs->pin_lock);
 	if (--fs->store_locks == 0)
-		artifs_store_unlock(fs->store);
+		artifs_pins_ungate(fs->pins);
 	pthread_mutex_unlock(&fs->pin_lock);
 }
 

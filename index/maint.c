@@ -482,13 +482,18 @@ int artifs_gc(artifs_store *s, int dry_run, artifs_gc_stats *stats)
 	struct reach r;
 	MDB_txn *txn = NULL;
 	artifs_gc_stats st;
-	int rc, locked = 0, tries = 0;
+	int rc, locked = 0, tries = 0, gate = -1;
 
 	if ((rc = reach_init(&r, s, 0)))
 		goto done;
 	if ((rc = artifs_store_lock(s, 1, 0)))
 		goto done;
 	locked = 1;
+	/* readers pinning a version finish first; new ones wait for us */
+	if ((gate = artifs_pins_gate_exclusive(s)) < 0) {
+		rc = gate;
+		goto done;
+	}
 again:
 	memset(&st, 0, sizeof(st));
 	/* mark and sweep in one write transaction: nothing can slip in between */
@@ -523,6 +528,7 @@ done:
 		if (!(rc = artifs_store_grow(s, (size_t)1 << 30)))
 			goto again;
 	}
+	artifs_pins_gate_close(gate);
 	if (locked)
 		artifs_store_unlock(s);
 	reach_release(&r);

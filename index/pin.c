@@ -7,6 +7,8 @@
  * The holder keeps STORE/pins/PID.lock flock()ed (LOCK_EX) for its whole
  * life; the pin file itself is replaced by rename, so readers never see a
  * half-written list.  A lock file nobody holds means its process is gone.
+ * STORE/pins/gate is the gate: shared while a reader pins, exclusive while
+ * gc runs.
  */
 #include "pin.h"
 #include "error.h"
@@ -27,6 +29,7 @@ struct artifs_pins {
 	char *dir;		/* STORE/pins */
 	char *lock_path, *pin_path, *tmp_path;
 	int lock_fd;
+	int gate_fd;		/* STORE/pins/gate */
 };
 
 static char *fmt_path(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -42,6 +45,61 @@ static char *fmt_path(const char *fmt, ...)
 	return p;
 }
 
+/* Open (creating) STORE/pins/gate; a descriptor or a negative error. */
+static int open_gate(const char *store)
+{
+	char *dir = fmt_path("%s/pins", store), *path = fmt_path("%s/pins/gate", store);
+	int fd = -1;
+
+	if (!dir || !path) {
+		fd = artifs_error(-ENOMEM, "out of memory");
+	} else if (mkdir(dir, 0755) && errno != EEXIST) {
+		fd = artifs_error(-errno, "cannot create '%s': %s", dir, strerror(errno));
+	} else if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+		fd = artifs_error(-errno, "cannot open '%s': %s", path, strerror(errno));
+	}
+	free(dir);
+	free(path);
+	return fd;
+}
+
+static int gate_lock(int fd, int how)
+{
+	while (flock(fd, how) < 0)
+		if (errno != EINTR)
+			return artifs_error(-errno, "cannot lock the pin gate: %s", strerror(errno));
+	return 0;
+}
+
+int artifs_pins_gate(artifs_pins *p)
+{
+	return gate_lock(p->gate_fd, LOCK_SH);
+}
+
+void artifs_pins_ungate(artifs_pins *p)
+{
+	flock(p->gate_fd, LOCK_UN);
+}
+
+int artifs_pins_gate_exclusive(artifs_store *s)
+{
+	int fd = open_gate(artifs_store_path(s)), rc;
+
+	if (fd < 0)
+		return fd;
+	if ((rc = gate_lock(fd, LOCK_EX))) {
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+void artifs_pins_gate_close(int fd)
+{
+	if (fd >= 0)
+		close(fd);	/* releases the lock */
+}
+
 int artifs_pins_open(artifs_pins **out, artifs_store *s)
 {
 	artifs_pins *p = calloc(1, sizeof(*p));
@@ -50,7 +108,7 @@ int artifs_pins_open(artifs_pins **out, artifs_store *s)
 	*out = NULL;
 	if (!p)
 		return artifs_error(-ENOMEM, "out of memory");
-	p->lock_fd = -1;
+	p->lock_fd = p->gate_fd = -1;
 	if (!(p->dir = fmt_path("%s/pins", artifs_store_path(s))) ||
 	    !(p->lock_path = fmt_path("%s/%d.lock", p->dir, pid)) ||
 	    !(p->pin_path = fmt_path("%s/%d.pin", p->dir, pid)) ||
@@ -65,6 +123,10 @@ int artifs_pins_open(artifs_pins **out, artifs_store *s)
 	if ((p->lock_fd = open(p->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0 ||
 	    flock(p->lock_fd, LOCK_EX | LOCK_NB)) {
 		rc = artifs_error(-errno, "cannot lock '%s': %s", p->lock_path, strerror(errno));
+		goto fail;
+	}
+	if ((p->gate_fd = open_gate(artifs_store_path(s))) < 0) {
+		rc = p->gate_fd;
 		goto fail;
 	}
 	if ((rc = artifs_pins_write(p, NULL, 0)))
@@ -108,6 +170,8 @@ void artifs_pins_free(artifs_pins *p)
 		unlink(p->lock_path);
 		close(p->lock_fd);
 	}
+	if (p->gate_fd >= 0)
+		close(p->gate_fd);
 	free(p->dir);
 	free(p->lock_path);
 	free(p->pin_path);

@@ -651,6 +651,53 @@ def test_concurrent_readers(store, mounter, tmp_path):
 
 # ---- 6. damaged chunks -------------------------------------------------------------------
 
+def test_store_grows_while_mounted(store, mounter, tmp_path):
+    """
+    A commit that grows the store past the daemon's map (another process
+    resizes it) while a reader keeps reading: the daemon remaps with no
+    transaction open, every byte stays right, the new version reads back.
+    """
+    small = random.Random(21).randbytes(3 << 20)
+    put(tmp_path / "v1", "a.bin", small)
+    store.create("dataset", "grow")
+    id1 = store.commit("datasets/grow", tmp_path / "v1", "small")
+    size0 = os.path.getsize(store.store / "data.mdb")
+    m = mounter(store.store)
+    old = m.path / "datasets/grow/.commits" / id1 / "a.bin"
+    stop = threading.Event()
+    result = {"reads": 0, "bad": 0, "errors": []}
+
+    def reader():
+        while not stop.is_set():
+            try:
+                result["bad"] += old.read_bytes() != small
+                result["reads"] += 1
+            except OSError as e:
+                result["errors"].append(repr(e))
+                return
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        rnd = random.Random(22)
+        big = tmp_path / "v2"
+        for i in range(5):      # 1.25 GiB of new bytes: past the 1 GiB initial map
+            put(big, f"big{i}.bin", b"".join(rnd.randbytes(64 << 20) for _ in range(4)))
+        store.commit("datasets/grow", big, "big")
+    finally:
+        stop.set()
+        t.join()
+    assert os.path.getsize(store.store / "data.mdb") > max(size0, 1 << 30)
+    assert result["errors"] == [] and result["bad"] == 0 and result["reads"] > 0, result
+    got = m.path / "datasets/grow/main/big4.bin"
+    assert wait_for(got.exists, LIVE_WAIT)
+    rnd = random.Random(22)
+    for i in range(5):
+        want = b"".join(rnd.randbytes(64 << 20) for _ in range(4))
+        if i in (0, 4):
+            assert (m.path / f"datasets/grow/main/big{i}.bin").read_bytes() == want
+    assert old.read_bytes() == small
+
+
 def test_damaged_chunk_is_eio(store, mounter, tmp_path):
     rnd = random.Random(77)
     src = tmp_path / "src"
