@@ -148,6 +148,8 @@ void fs_pins_refresh(artifs_fs *fs);
 /* Read transactions safe against another process growing the map. */
 int fs_txn_begin(artifs_fs *fs, MDB_txn **txn);
 void fs_txn_end(artifs_fs *fs, MDB_txn *txn);
+/* Drop this thread's kept transaction (before the store closes). */
+void fs_txn_release_thread(void);
 
 /* Chunk verification cache. */
 int fs_verified(artifs_fs *fs, const artifs_oid *id);

@@ -218,15 +218,17 @@ int artifs_mount(const artifs_mount_opts *o)
 	    (geteuid() == 0 && (rc = opt_add(&optlist, "allow_other", NULL))))
 		goto done;
 	if (o->fuse_opts && *o->fuse_opts) {
-		size_t len = strlen(optlist);
-		char *p = realloc(optlist, len + strlen(o->fuse_opts) + 2);
+		/* the user's options last: libfuse takes the last of a repeated one */
+		size_t len = strlen(optlist), add = strlen(o->fuse_opts);
+		char *p = realloc(optlist, len + add + 2);
 
 		if (!p) {
 			rc = artifs_error(-ENOMEM, "out of memory");
 			goto done;
 		}
 		optlist = p;
-		sprintf(optlist + len, ",%s", o->fuse_opts);
+		p[len] = ',';
+		memcpy(p + len + 1, o->fuse_opts, add + 1);
 	}
 	if (fuse_opt_add_arg(&args, "artifs") || fuse_opt_add_arg(&args, "-o") ||
 	    fuse_opt_add_arg(&args, optlist) || (o->debug && fuse_opt_add_arg(&args, "-d"))) {
@@ -308,6 +310,7 @@ done:
 	if (fs.se)
 		fuse_session_destroy(fs.se);	/* calls destroy: stops the poller */
 	fs_prefetch_stop(&fs);
+	fs_txn_release_thread();	/* the other threads' went with them */
 	if (inited) {
 		artifs_pins_free(fs.pins);
 		fs_release(&fs);

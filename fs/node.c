@@ -308,11 +308,51 @@ void fs_unhash(artifs_fs *fs, fs_node *n)
 	pthread_mutex_unlock(&fs->lock);
 }
 
+/*
+ * Each thread keeps one read transaction, reset between requests and
+ * renewed for the next (MDB_NOTLS): a renew reuses the reader slot where a
+ * begin searches the reader table under its mutex.
+ */
+static pthread_key_t txn_key;
+static pthread_once_t txn_once = PTHREAD_ONCE_INIT;
+
+static void txn_key_free(void *t)
+{
+	mdb_txn_abort(t);
+}
+
+static void txn_key_init(void)
+{
+	pthread_key_create(&txn_key, txn_key_free);
+}
+
+void fs_txn_release_thread(void)
+{
+	MDB_txn *t;
+
+	pthread_once(&txn_once, txn_key_init);
+	if ((t = pthread_getspecific(txn_key))) {
+		mdb_txn_abort(t);
+		pthread_setspecific(txn_key, NULL);
+	}
+}
+
 int fs_txn_begin(artifs_fs *fs, MDB_txn **txn)
 {
+	MDB_txn *t;
 	int rc;
 
+	pthread_once(&txn_once, txn_key_init);
 	pthread_rwlock_rdlock(&fs->maplock);
+	if ((t = pthread_getspecific(txn_key))) {
+		if (!mdb_txn_renew(t)) {
+			*txn = t;
+			return 0;
+		}
+		/* e.g. MDB_MAP_RESIZED: drop it and take the full path */
+		mdb_txn_abort(t);
+		pthread_setspecific(txn_key, NULL);
+	}
 	rc = artifs_rtxn_try(fs->store, txn);
 	if (rc == MDB_MAP_RESIZED) {
 		/* another process grew the file: remap with no txn open here */
@@ -343,7 +383,14 @@ int fs_txn_begin(artifs_fs *fs, MDB_txn **txn)
 
 void fs_txn_end(artifs_fs *fs, MDB_txn *txn)
 {
-	mdb_txn_abort(txn);
+	MDB_txn *t = pthread_getspecific(txn_key);
+
+	if (!t && !pthread_setspecific(txn_key, txn))
+		t = txn;
+	if (t == txn)
+		mdb_txn_reset(txn);	/* kept for this thread's next request */
+	else
+		mdb_txn_abort(txn);
 	pthread_rwlock_unlock(&fs->maplock);
 }
 
