@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <syslog.h>
 #include <time.h>
@@ -174,6 +175,13 @@ static int opt_add(char **list, const char *key, const char *value)
 	return 0;
 }
 
+/* The error for a mount point whose daemon died (ENOTCONN on access). */
+static int dead_mount(const char *mp)
+{
+	return artifs_error(-ENOTCONN, "mount point '%s' is a mount whose daemon is gone; "
+		"unmount it first ('artifs umount %s' or 'fusermount3 -u %s')", mp, mp, mp);
+}
+
 int artifs_mount(const artifs_mount_opts *o)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -188,14 +196,23 @@ int artifs_mount(const artifs_mount_opts *o)
 
 	if (!o->mountpoint || !o->store_dir)
 		return artifs_error(ARTIFS_EINVAL, "a store and a mount point are required");
-	if (stat(o->mountpoint, &st))
+	if (stat(o->mountpoint, &st)) {
+		if (errno == ENOTCONN || errno == ECONNABORTED)
+			return dead_mount(o->mountpoint);
 		return artifs_error(-errno, "mount point '%s': %s", o->mountpoint, strerror(errno));
+	}
 	if (!S_ISDIR(st.st_mode))
 		return artifs_error(ARTIFS_EINVAL, "mount point '%s' is not a directory", o->mountpoint);
 	if (!realpath(o->mountpoint, real))
 		return artifs_error(-errno, "mount point '%s': %s", o->mountpoint, strerror(errno));
-	if (artifs_is_mounted(real))
+	if (artifs_is_mounted(real)) {
+		struct statvfs sv;
+
+		/* statfs always reaches the daemon: a dead one leaves ENOTCONN */
+		if (statvfs(real, &sv) && (errno == ENOTCONN || errno == ECONNABORTED))
+			return dead_mount(o->mountpoint);
 		return artifs_error(ARTIFS_EEXISTS, "'%s' is already an artifs mount", real);
+	}
 
 	/* fail here, on the terminal, rather than in the detached daemon */
 	so.readonly = 1;

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import mountcheck
-from mountutil import (Artifs, Mount, daemon_pids, errno_of, is_artifs_mount, make_env,
+from mountutil import (Artifs, Mount, daemon_pids, errno_of, is_artifs_mount, make_env, pid_running,
                        mount_entry, run, sanitizer_reports, wait_for)
 
 MiB = 1 << 20
@@ -787,6 +787,22 @@ def test_mount_twice_fails(store, daemon_mounted, artifs_bin, env):
     assert "already" in err, err
     assert daemon_pids(str(mounted.path)) == [mounted.pid]
     assert os.listdir(mounted.path) == ["datasets", "models"]
+
+
+def test_killed_daemon_leaves_a_clear_error(store, daemon_mounted):
+    """A daemon killed with SIGKILL leaves a dead mount: mounting there again
+    says so and how to clear it; artifs umount clears it; a new mount serves."""
+    mounted = daemon_mounted
+    os.kill(mounted.pid, signal.SIGKILL)
+    assert wait_for(lambda: not pid_running(mounted.pid), 10)
+    assert errno_of(os.listdir, mounted.path) in (errno.ENOTCONN, errno.ECONNABORTED)
+    err = store.fail("mount", mounted.path)
+    assert "daemon is gone" in err and "umount" in err, err
+    store.run("umount", mounted.path)
+    assert not is_artifs_mount(mounted.path)
+    store.run("mount", mounted.path, "--log", mounted.path.parent / "again.log")
+    assert wait_for(lambda: is_artifs_mount(mounted.path), 10)
+    assert sorted(os.listdir(mounted.path)) == ["datasets", "models"]
 
 
 def test_mount_errors(store, mounter, artifs_bin, env, tmp_path):
