@@ -33,7 +33,7 @@ enum fs_kind {
  */
 typedef struct fs_node {
 	struct fs_node *next;		/* hash chain */
-	struct fs_node *parent;		/* directories: holds a reference */
+	struct fs_node *parent;		/* holds a reference; files: the directory first found in */
 	struct fs_node *rnext, *rprev;	/* live version roots (FS_VROOT under a repo) */
 	uint64_t hash;
 	uint64_t nlookup;		/* the kernel's lookup count */

@@ -262,7 +262,9 @@ fs_node *fs_file_get(artifs_fs *fs, const fs_node *tmpl, const char *name, size_
 		memcpy(n->name, name, len);
 		n->name[len] = '\0';
 		n->next = NULL;
-		n->parent = NULL;
+		/* the directory it was first found in, held (prefetch looks around it) */
+		if ((n->parent = tmpl->parent))
+			n->parent->refs++;
 		n->rnext = n->rprev = NULL;
 		n->hash = h;
 		n->nlookup = 0;

@@ -126,6 +126,7 @@ static fs_node *node_for_entry(artifs_fs *fs, fs_node *p, const artifs_tree_entr
 	memset(&t, 0, sizeof(t));
 	t.time = p->time;
 	t.dir = p->id;
+	t.parent = p;
 	t.id = te->id;
 	t.labels = te->labels;
 	t.size = te->size;
@@ -445,6 +446,33 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_readlink(req, buf);
 }
 
+/*
+ * A reader walking a tree cold reaches the next directories soon: queue the
+ * two directories after `d` in its parent, so their files are fetched
+ * while this one's are read.
+ */
+static void prefetch_next_dirs(artifs_fs *fs, MDB_txn *txn, const fs_node *d)
+{
+	const fs_node *p = d ? d->parent : NULL;
+	artifs_tree_view tv;
+	uint32_t i, found = 0;
+
+	if (!p || (p->kind != FS_DIR && p->kind != FS_VROOT) || artifs_oid_is_zero(&p->id) ||
+	    artifs_tree_load(&tv, fs->store, txn, &p->id) ||
+	    artifs_tree_search(&tv, d->name, strlen(d->name), &i))
+		return;
+	for (i++; i < tv.count && found < 2; i++) {
+		artifs_tree_entry te;
+
+		if (artifs_tree_entry_at(&tv, i, &te))
+			return;
+		if (te.type == ARTIFS_T_DIR) {
+			fs_prefetch_dir(fs, &te.id);
+			found++;
+		}
+	}
+}
+
 #define READ_AHEAD (64u << 20)	/* how far the store is read ahead of a reader */
 
 /*
@@ -552,8 +580,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				fs_fetch(fs, d, dl);	/* one read, not a fault per page */
 				__atomic_add_fetch(&fs->n_cold_fetches, 1, __ATOMIC_RELAXED);
 				/* cold: start on the files next to it, if small */
-				if (!cold++ && n->size <= (8u << 20))
+				if (!cold++ && n->size <= (8u << 20)) {
 					fs_prefetch_dir(fs, &n->dir);
+					prefetch_next_dirs(fs, txn, n->parent);
+				}
 			}
 		}
 		if (verify)

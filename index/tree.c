@@ -90,8 +90,7 @@ int artifs_tree_validate(const artifs_tree_view *t)
 	return 0;
 }
 
-int artifs_tree_lookup(const artifs_tree_view *t, const char *name, size_t len,
-	artifs_tree_entry *out)
+int artifs_tree_search(const artifs_tree_view *t, const char *name, size_t len, uint32_t *index)
 {
 	uint32_t lo = 0, hi = t->count;
 	artifs_tree_entry e;
@@ -104,7 +103,7 @@ int artifs_tree_lookup(const artifs_tree_view *t, const char *name, size_t len,
 			return rc;
 		c = name_cmp(name, len, e.name, e.name_len);
 		if (c == 0) {
-			*out = e;
+			*index = mid;
 			return 0;
 		}
 		if (c < 0)
@@ -112,7 +111,17 @@ int artifs_tree_lookup(const artifs_tree_view *t, const char *name, size_t len,
 		else
 			lo = mid + 1;
 	}
+	*index = lo;
 	return ARTIFS_ENOTFOUND;
+}
+
+int artifs_tree_lookup(const artifs_tree_view *t, const char *name, size_t len,
+	artifs_tree_entry *out)
+{
+	uint32_t i;
+	int rc = artifs_tree_search(t, name, len, &i);
+
+	return rc ? rc : artifs_tree_entry_at(t, i, out);
 }
 
 int artifs_tree_load(artifs_tree_view *out, artifs_store *s, MDB_txn *txn, const artifs_oid *id)

@@ -52,6 +52,11 @@ int artifs_tree_validate(const artifs_tree_view *t);
 /* Entry i; ARTIFS_ECORRUPT if its name lies outside the record. */
 int artifs_tree_entry_at(const artifs_tree_view *t, uint32_t i, artifs_tree_entry *out);
 
+/*
+ * Binary search for the index of `name`; ARTIFS_ENOTFOUND if absent, with
+ * *index set to where it would be (the first entry after it).
+ */
+int artifs_tree_search(const artifs_tree_view *t, const char *name, size_t len, uint32_t *index);
 /* Binary search; ARTIFS_ENOTFOUND if absent. */
 int artifs_tree_lookup(const artifs_tree_view *t, const char *name, size_t len,
 	artifs_tree_entry *out);
