@@ -38,6 +38,7 @@ typedef struct fs_node {
 	uint64_t hash;
 	uint64_t nlookup;		/* the kernel's lookup count */
 	uint32_t refs;			/* children and in-flight users */
+	uint32_t faults;		/* failed reads (files), for log rate limiting */
 	uint8_t kind;			/* enum fs_kind */
 	uint8_t flags;			/* ARTIFS_F_* (files) */
 	uint8_t hashed;			/* findable in the table */

@@ -622,9 +622,19 @@ fail:
 	fs_txn_end(fs, txn);
 	if (iov != stack)
 		free(iov);
-	/* never wrong bytes: a damaged or missing object is EIO */
-	fs_log(LOG_ERR, "read of '%s' at %lld failed: %s", n->name, (long long)off,
-		rc == -ENOMEM ? "out of memory" : artifs_error_last());
+	/*
+	 * Never wrong bytes: a damaged or missing object is EIO.  Logged once
+	 * per file and then every 1,000th time, so a reader retrying in a loop
+	 * cannot flood the log.
+	 */
+	{
+		uint32_t k = __atomic_fetch_add(&n->faults, 1, __ATOMIC_RELAXED);
+
+		if (k % 1000 == 0)
+			fs_log(LOG_ERR, "read of '%s' at %lld failed (%u time%s): %s", n->name,
+				(long long)off, k + 1, k ? "s" : "",
+				rc == -ENOMEM ? "out of memory" : artifs_error_last());
+	}
 	fuse_reply_err(req, rc == -ENOMEM ? ENOMEM : EIO);
 }
 
