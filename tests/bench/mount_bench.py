@@ -255,11 +255,16 @@ def main():
         log("commit: %.2f s" % (time.perf_counter() - t0))
         mroot = os.path.join(mp, "datasets", "bench", "main")
         res = {}
+        runs = {}   # every run, for the spread printed after the table
 
         reps = args.repeat
 
         def best(c, vals):
             return min(vals) if c == "find" else max(vals)
+
+        def keep(c, who, state, vals):
+            runs[(c, who, state)] = list(vals)
+            res[(c, who, state)] = best(c, vals)
 
         # first read through a fresh daemon, store pages in memory; then warm
         for c in CASES:
@@ -272,9 +277,9 @@ def main():
                 m.stop()
                 nat.append(run_case(c, data, files))
                 nat.append(run_case(c, data, files))
-            res[(c, "artifs", "first")] = best(c, first)
-            res[(c, "artifs", "warm")] = best(c, warm)
-            res[(c, "native", "warm")] = best(c, nat)
+            keep(c, "artifs", "first", first)
+            keep(c, "artifs", "warm", warm)
+            keep(c, "native", "warm", nat)
             log("%s: first %s, warm %s, native warm %s" % (
                 c, fmt(res[(c, "artifs", "first")], UNITS[c]),
                 fmt(res[(c, "artifs", "warm")], UNITS[c]),
@@ -290,8 +295,8 @@ def main():
                 m.start()
                 cold.append(run_case(c, mroot, files))
                 m.stop()
-            res[(c, "native", "cold")] = best(c, nat)
-            res[(c, "artifs", "cold")] = best(c, cold)
+            keep(c, "native", "cold", nat)
+            keep(c, "artifs", "cold", cold)
             log("%s: cold %s, native cold %s" % (
                 c, fmt(res[(c, "artifs", "cold")], UNITS[c]),
                 fmt(res[(c, "native", "cold")], UNITS[c])))
@@ -311,6 +316,18 @@ def main():
             print("| %s | %s | %s | %s | %.2fx | %s | %s | %s | %.2fx |" % (
                 c, u, fmt(nc, u), fmt(ac, u), ratio(c, ac, nc), fmt(af, u),
                 fmt(nw, u), fmt(aw, u), ratio(c, aw, nw)))
+        print()
+        print("Spread (worst-best over the runs; this machine varies by up to 20%):")
+        print()
+        for c in CASES:
+            u = UNITS[c]
+            cells = []
+            for who, state in (("native", "cold"), ("artifs", "cold"), ("artifs", "first"),
+                               ("native", "warm"), ("artifs", "warm")):
+                v = runs[(c, who, state)]
+                lo, hi = (max(v), min(v)) if c == "find" else (min(v), max(v))
+                cells.append("%s %s %s-%s" % (who, state, fmt(lo, u), fmt(hi, u)))
+            print("* %s (%s): %s" % (c, u, "; ".join(cells)))
         print()
         print("Daemon peak memory: %.1f MiB anonymous (its own); %.1f MiB RSS counting "
               "the store's mapped page-cache pages" % (m.peak_anon_kib / 1024.0, m.peak_kib / 1024.0))
