@@ -202,6 +202,30 @@ static void maybe_free(artifs_fs *fs, fs_node *n)
 	}
 }
 
+/*
+ * A new node from a template: its own name, hash and counters, holding a
+ * reference on `parent` (may be NULL).  Table lock held; not yet inserted.
+ */
+static fs_node *node_new(const fs_node *tmpl, const char *name, size_t len, uint64_t h,
+	fs_node *parent)
+{
+	fs_node *n = malloc(sizeof(*n) + len + 1);
+
+	if (!n)
+		return NULL;
+	*n = *tmpl;
+	memcpy(n->name, name, len);
+	n->name[len] = '\0';
+	n->next = NULL;
+	n->rnext = n->rprev = NULL;
+	n->hash = h;
+	n->nlookup = 0;
+	n->refs = 0;
+	if ((n->parent = parent))
+		parent->refs++;
+	return n;
+}
+
 fs_node *fs_dir_get(artifs_fs *fs, fs_node *parent, const char *name, size_t len,
 	const fs_node *tmpl)
 {
@@ -214,20 +238,10 @@ fs_node *fs_dir_get(artifs_fs *fs, fs_node *parent, const char *name, size_t len
 		    !strncmp(n->name, name, len) && n->name[len] == '\0')
 			break;
 	if (!n) {
-		if (!(n = malloc(sizeof(*n) + len + 1))) {
+		if (!(n = node_new(tmpl, name, len, h, parent))) {
 			pthread_mutex_unlock(&fs->lock);
 			return NULL;
 		}
-		*n = *tmpl;
-		memcpy(n->name, name, len);
-		n->name[len] = '\0';
-		n->next = NULL;
-		n->rnext = n->rprev = NULL;
-		n->hash = h;
-		n->nlookup = 0;
-		n->refs = 0;
-		n->parent = parent;
-		parent->refs++;
 		n->ino = fs->next_dir_ino++;
 		insert(fs, n);
 		/* the poller revisits moved refs and listings that may change */
@@ -254,21 +268,11 @@ fs_node *fs_file_get(artifs_fs *fs, const fs_node *tmpl, const char *name, size_
 		    !artifs_oid_cmp(&n->id, &tmpl->id) && !artifs_oid_cmp(&n->labels, &tmpl->labels))
 			break;
 	if (!n) {
-		if (!(n = malloc(sizeof(*n) + len + 1))) {
+		/* the directory it was first found in, held (prefetch looks around it) */
+		if (!(n = node_new(tmpl, name, len, h, tmpl->parent))) {
 			pthread_mutex_unlock(&fs->lock);
 			return NULL;
 		}
-		*n = *tmpl;
-		memcpy(n->name, name, len);
-		n->name[len] = '\0';
-		n->next = NULL;
-		/* the directory it was first found in, held (prefetch looks around it) */
-		if ((n->parent = tmpl->parent))
-			n->parent->refs++;
-		n->rnext = n->rprev = NULL;
-		n->hash = h;
-		n->nlookup = 0;
-		n->refs = 0;
 		n->ino = h | (1ULL << 63);	/* == fs_file_ino() */
 		insert(fs, n);
 	}

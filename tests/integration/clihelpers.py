@@ -102,10 +102,15 @@ class Artifs:
         return self.run("cat", spec, rc=rc).stdout
 
 
+# What an ASan / LSan / UBSan report contains.
+SANITIZER_MARKERS = (b"ERROR: AddressSanitizer", b"ERROR: LeakSanitizer",
+                     b"runtime error:", b"SUMMARY: UndefinedBehaviorSanitizer",
+                     b"ERROR: UndefinedBehaviorSanitizer")
+
+
 def assert_no_sanitizer_report(stderr):
-    s = stderr.decode("utf-8", "replace")
-    for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-        assert marker not in s, f"sanitizer report:\n{s[:8000]}"
+    assert not any(m in stderr for m in SANITIZER_MARKERS), \
+        f"sanitizer report:\n{stderr[:8000].decode('utf-8', 'replace')}"
 
 
 def is_oid(s):

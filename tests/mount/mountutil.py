@@ -5,16 +5,17 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SRC_ROOT = HERE.parent.parent
 
-# What an ASan / LSan / UBSan report contains.
-SANITIZER_MARKERS = (b"ERROR: AddressSanitizer", b"ERROR: LeakSanitizer",
-                     b"runtime error:", b"SUMMARY: UndefinedBehaviorSanitizer",
-                     b"ERROR: UndefinedBehaviorSanitizer")
+# The CLI runner and environment are the integration suite's.
+sys.path.insert(0, str(HERE.parent / "integration"))
+from clihelpers import SANITIZER_MARKERS, base_env  # noqa: E402
+from clihelpers import Artifs as CliArtifs  # noqa: E402
 
 EXIT_WAIT = 10.0    # seconds a daemon gets to exit after its unmount
 
@@ -123,14 +124,9 @@ def sanitizer_reports(*paths):
 
 def make_env(tmp, san_dir):
     """An environment that cannot reach a real store, with sanitizer logs in san_dir."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("ARTIFS_") and k != "XDG_DATA_HOME"}
-    home = Path(tmp) / "home"
-    home.mkdir(parents=True, exist_ok=True)
+    Path(tmp).mkdir(parents=True, exist_ok=True)
     Path(san_dir).mkdir(parents=True, exist_ok=True)
-    env["HOME"] = str(home)
-    env["ARTIFS_AUTHOR"] = "tester <t@example.org>"
-    env["LC_ALL"] = "C.UTF-8"
+    env = base_env(Path(tmp))
     # a detached daemon's stderr is /dev/null: sanitizers must write to files
     for var, name in (("ASAN_OPTIONS", "asan"), ("UBSAN_OPTIONS", "ubsan")):
         prev = env.get(var, "")
@@ -138,44 +134,18 @@ def make_env(tmp, san_dir):
     return env
 
 
-class Artifs:
-    """Runs the CLI against one store; results are CompletedProcess with bytes."""
-
-    def __init__(self, binary, store, env):
-        self.bin = str(binary)
-        self.store = Path(store)
-        self.env = env
+class Artifs(CliArtifs):
+    """The integration suite's runner, with the calls these tests use."""
 
     def run(self, *args, rc=0, store=True, env=None, timeout=300):
-        cmd = [self.bin] + (["--store", str(self.store)] if store else [])
-        cmd += [os.fsencode(a) if isinstance(a, bytes) else str(a) for a in args]
-        p = subprocess.run(cmd, env=env or self.env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=timeout)
-        if rc is not None:
-            assert p.returncode == rc, (
-                f"artifs {' '.join(map(str, args))}: exit {p.returncode}, wanted {rc}\n"
-                f"stdout: {p.stdout[:2000]!r}\nstderr: {p.stderr[:4000]!r}")
-        assert not any(m in p.stderr for m in SANITIZER_MARKERS), p.stderr.decode("utf-8", "replace")
-        return p
+        return super().run(*args, rc=rc, store=store, env=env, input=b"", timeout=timeout)
 
     def fail(self, *args, rc=1, **kw):
-        """A command that must fail with the documented 'artifs: error:' line."""
-        p = self.run(*args, rc=rc, **kw)
-        err = p.stderr.decode("utf-8", "replace")
-        assert "artifs: error: " in err, f"no 'artifs: error:' in {err!r}"
-        return err
-
-    def init(self):
-        self.run("init")
-        return self
+        """A command that must fail with the documented 'artifs: error:' line; its stderr."""
+        return super().fail(*args, rc=rc, **kw).stderr.decode("utf-8", "replace")
 
     def create(self, kind, name):
         self.run("create", kind, name)
-
-    def commit(self, repo, src, msg="commit"):
-        out = self.run("commit", repo, src, "-m", msg).stdout.decode().strip()
-        assert re.fullmatch(r"[0-9a-f]{32}", out), out
-        return out
 
     def show(self, rev):
         return json.loads(self.run("show", rev, "--json").stdout)

@@ -1,5 +1,7 @@
 #include "helpers.h"
 
+#include "commit.h"
+
 #include "blob.h"
 #include "ref.h"
 
@@ -260,7 +262,7 @@ done:
 	return rc;
 }
 
-void test_ref_target(artifs_oid *out, artifs_store *s, const char *repo, const char *name)
+artifs_ref test_ref_get(artifs_store *s, const char *repo, const char *name)
 {
 	MDB_txn *txn = NULL;
 	artifs_ref r;
@@ -268,5 +270,22 @@ void test_ref_target(artifs_oid *out, artifs_store *s, const char *repo, const c
 	assert_ok(artifs_rtxn_begin(s, &txn));
 	assert_ok(artifs_ref_get(&r, s, txn, repo, name));
 	mdb_txn_abort(txn);
-	*out = r.target;
+	return r;
+}
+
+void test_ref_target(artifs_oid *out, artifs_store *s, const char *repo, const char *name)
+{
+	*out = test_ref_get(s, repo, name).target;
+}
+
+void test_commit_tree(artifs_oid *tree, artifs_store *s, const artifs_oid *commit)
+{
+	artifs_commit *c = NULL;
+	MDB_txn *txn = NULL;
+
+	assert_ok(artifs_rtxn_begin(s, &txn));
+	assert_ok(artifs_commit_load(&c, s, txn, commit));
+	mdb_txn_abort(txn);
+	*tree = c->tree;
+	artifs_commit_free(c);
 }

@@ -18,6 +18,7 @@
 #include "error.h"
 #include "oid.h"
 #include "store.h"
+#include "ref.h"
 #include "tree.h"
 
 /*
@@ -60,6 +61,8 @@ void test_env_free(test_env *e);
 /* cmocka setup/teardown wrappers around test_env_new/free. */
 int test_env_setup(void **state);
 int test_env_teardown(void **state);
+/* A test that gets a fresh test_env in *state. */
+#define ENV_TEST(f) cmocka_unit_test_setup_teardown(f, test_env_setup, test_env_teardown)
 
 /* Deterministic pseudo-random bytes (splitmix64), for reproducible tests. */
 #define TEST_SEED 0x61727469667354ULL
@@ -91,7 +94,10 @@ int test_read_path(uint8_t **data, size_t *len, artifs_store *s, const artifs_oi
 /* Resolve `path` of `root`; e->name is not valid after the call. */
 int test_resolve(artifs_tree_entry *e, artifs_store *s, const artifs_oid *root, const char *path);
 
-/* The head of repo@name (zero id for an unborn branch). */
+/* Ref repo@name (it must exist), and just its target (zero: an unborn branch). */
+artifs_ref test_ref_get(artifs_store *s, const char *repo, const char *name);
 void test_ref_target(artifs_oid *out, artifs_store *s, const char *repo, const char *name);
+/* The root tree of commit `commit`. */
+void test_commit_tree(artifs_oid *tree, artifs_store *s, const artifs_oid *commit);
 
 #endif

@@ -320,17 +320,6 @@ static int ref_update(artifs_store *s, const char *name, char kind, const artifs
 	return artifs_txn_commit(txn);
 }
 
-static artifs_ref get_ref(artifs_store *s, const char *repo, const char *name)
-{
-	MDB_txn *txn = NULL;
-	artifs_ref r;
-
-	assert_ok(artifs_rtxn_begin(s, &txn));
-	assert_ok(artifs_ref_get(&r, s, txn, repo, name));
-	mdb_txn_abort(txn);
-	return r;
-}
-
 static int list_repo(const char *repo, int64_t created, void *ctx)
 {
 	char *out = ctx;
@@ -367,7 +356,7 @@ static void test_repo_create(void **state)
 	assert_rc(ARTIFS_EINVAL, artifs_repo_create(env->s, name101));
 
 	/* a new repository has an unborn branch "main" */
-	r = get_ref(env->s, REPO, "main");
+	r = test_ref_get(env->s, REPO, "main");
 	assert_int_equal(r.kind, ARTIFS_REF_BRANCH);
 	assert_true(artifs_oid_is_zero(&r.target));
 	assert_int_equal(r.seq, 1);
@@ -407,24 +396,24 @@ static void test_ref_cas(void **state)
 	/* a wrong expectation loses the compare-and-swap and changes nothing */
 	assert_rc(ARTIFS_ESTALE, ref_update(env->s, "main", ARTIFS_REF_BRANCH, &c2, &c3, "x"));
 	assert_rc(ARTIFS_ESTALE, ref_update(env->s, "main", ARTIFS_REF_BRANCH, &zero, &c3, "x"));
-	r = get_ref(env->s, REPO, "main");
+	r = test_ref_get(env->s, REPO, "main");
 	assert_oid_equal(&r.target, &c1);
 	assert_int_equal(r.seq, 2);
 	assert_ok(ref_update(env->s, "main", ARTIFS_REF_BRANCH, &c1, &c2, "second"));
-	r = get_ref(env->s, REPO, "main");
+	r = test_ref_get(env->s, REPO, "main");
 	assert_oid_equal(&r.target, &c2);
 	assert_int_equal(r.seq, 3);
 	assert_true(r.time > 1600000000);
 	/* expecting a branch that does not exist is stale too */
 	assert_rc(ARTIFS_ESTALE, ref_update(env->s, "dev", ARTIFS_REF_BRANCH, &c1, &c2, "x"));
 	assert_ok(ref_update(env->s, "dev", ARTIFS_REF_BRANCH, NULL, &c1, "branch off"));
-	r = get_ref(env->s, REPO, "dev");
+	r = test_ref_get(env->s, REPO, "dev");
 	assert_oid_equal(&r.target, &c1);
 	assert_int_equal(r.seq, 1);
 	/* environments move like branches */
 	assert_ok(ref_update(env->s, "prod", ARTIFS_REF_ENV, NULL, &c1, "promote"));
 	assert_ok(ref_update(env->s, "prod", ARTIFS_REF_ENV, &c1, &c2, "promote"));
-	r = get_ref(env->s, REPO, "prod");
+	r = test_ref_get(env->s, REPO, "prod");
 	assert_int_equal(r.kind, ARTIFS_REF_ENV);
 	assert_oid_equal(&r.target, &c2);
 }
@@ -444,7 +433,7 @@ static void test_tags_immutable(void **state)
 	/* tagging the same commit again is fine and changes nothing */
 	assert_ok(ref_update(env->s, "v1.0", ARTIFS_REF_TAG, NULL, &c1, "again"));
 	assert_ok(ref_update(env->s, "v1.0", ARTIFS_REF_TAG, &c1, &c1, "again"));
-	r = get_ref(env->s, REPO, "v1.0");
+	r = test_ref_get(env->s, REPO, "v1.0");
 	assert_int_equal(r.kind, ARTIFS_REF_TAG);
 	assert_oid_equal(&r.target, &c1);
 	assert_int_equal(r.seq, 1);
@@ -467,10 +456,10 @@ static void test_ref_kinds_share_namespace(void **state)
 	assert_rc(ARTIFS_EEXISTS, ref_update(env->s, "main", ARTIFS_REF_TAG, NULL, &c2, "x"));
 	assert_rc(ARTIFS_EEXISTS, ref_update(env->s, "main", ARTIFS_REF_ENV, NULL, &c2, "x"));
 	assert_rc(ARTIFS_EEXISTS, ref_update(env->s, "prod", ARTIFS_REF_BRANCH, &c1, &c2, "x"));
-	r = get_ref(env->s, REPO, "v1");
+	r = test_ref_get(env->s, REPO, "v1");
 	assert_int_equal(r.kind, ARTIFS_REF_TAG);
 	assert_oid_equal(&r.target, &c1);
-	r = get_ref(env->s, REPO, "main");
+	r = test_ref_get(env->s, REPO, "main");
 	assert_int_equal(r.kind, ARTIFS_REF_BRANCH);
 	assert_true(artifs_oid_is_zero(&r.target));
 }
@@ -805,16 +794,16 @@ int main(void)
 		cmocka_unit_test(test_meta_key_valid),
 		cmocka_unit_test(test_commit_malformed),
 		cmocka_unit_test(test_commit_random_damage),
-		cmocka_unit_test_setup_teardown(test_commit_store, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_repo_create, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_ref_cas, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_tags_immutable, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_ref_kinds_share_namespace, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_ref_invalid_names, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_reflog, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_ref_foreach, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_rev_parse, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_rev_parse_ambiguous, test_env_setup, test_env_teardown),
+		ENV_TEST(test_commit_store),
+		ENV_TEST(test_repo_create),
+		ENV_TEST(test_ref_cas),
+		ENV_TEST(test_tags_immutable),
+		ENV_TEST(test_ref_kinds_share_namespace),
+		ENV_TEST(test_ref_invalid_names),
+		ENV_TEST(test_reflog),
+		ENV_TEST(test_ref_foreach),
+		ENV_TEST(test_rev_parse),
+		ENV_TEST(test_rev_parse_ambiguous),
 	};
 
 	setenv("ARTIFS_AUTHOR", "unit-test", 1);

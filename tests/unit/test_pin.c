@@ -166,10 +166,10 @@ static void test_malformed_pin_file_fails_gc(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_unpinned_orphan_is_collected, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_pin_keeps_commit, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_dead_holder_does_not_pin, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_malformed_pin_file_fails_gc, test_env_setup, test_env_teardown),
+		ENV_TEST(test_unpinned_orphan_is_collected),
+		ENV_TEST(test_pin_keeps_commit),
+		ENV_TEST(test_dead_holder_does_not_pin),
+		ENV_TEST(test_malformed_pin_file_fails_gc),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

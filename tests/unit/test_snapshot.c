@@ -37,27 +37,9 @@ static void snap(artifs_oid *out, test_env *env, const char *repo, const char *b
 	assert_ok(artifs_snapshot_dir(out, env->s, repo, branch, env->src, o ? o : &def, st));
 }
 
-static void commit_tree(artifs_oid *tree, artifs_store *s, const artifs_oid *commit)
-{
-	artifs_commit *c = NULL;
-	MDB_txn *txn = NULL;
-
-	assert_ok(artifs_rtxn_begin(s, &txn));
-	assert_ok(artifs_commit_load(&c, s, txn, commit));
-	mdb_txn_abort(txn);
-	*tree = c->tree;
-	artifs_commit_free(c);
-}
-
 static uint64_t ref_seq(artifs_store *s, const char *repo, const char *name)
 {
-	MDB_txn *txn = NULL;
-	artifs_ref r;
-
-	assert_ok(artifs_rtxn_begin(s, &txn));
-	assert_ok(artifs_ref_get(&r, s, txn, repo, name));
-	mdb_txn_abort(txn);
-	return r.seq;
+	return test_ref_get(s, repo, name).seq;
 }
 
 static size_t table_entries(artifs_store *s, MDB_dbi dbi)
@@ -317,7 +299,7 @@ static void test_roundtrip(void **state)
 	assert_true(st.chunks_new >= 2);
 	test_ref_target(&root, env->s, REPO, "main");
 	assert_oid_equal(&root, &head);
-	commit_tree(&root, env->s, &head);
+	test_commit_tree(&root, env->s, &head);
 
 	check_file(env->s, &root, "a/b/c.txt", ctxt, strlen(ctxt), 0);
 	check_file(env->s, &root, "a/b/mid.bin", mid, 1000, 0);
@@ -398,7 +380,7 @@ static void test_identical_ids(void **state)
 	snap(&c1, env, "datasets/one", "main", &o, &st);
 	assert_int_equal(st.created, 1);
 	assert_true(st.chunks_new > 0);
-	commit_tree(&t1, env->s, &c1);
+	test_commit_tree(&t1, env->s, &c1);
 
 	/* another repository: same tree, no new chunk, manifest or tree; only the commit */
 	before = count_objects(env->s);
@@ -412,7 +394,7 @@ static void test_identical_ids(void **state)
 	assert_int_equal(after.blobs, before.blobs);
 	assert_int_equal(after.trees, before.trees);
 	assert_int_equal(after.commits, before.commits + 1);
-	commit_tree(&t2, env->s, &c2);
+	test_commit_tree(&t2, env->s, &c2);
 	assert_oid_equal(&t1, &t2);
 	/* the repository is part of the commit */
 	assert_oid_not_equal(&c1, &c2);
@@ -421,7 +403,7 @@ static void test_identical_ids(void **state)
 	snap(&c3, env, "datasets/one", "dev", &o, &st);
 	assert_int_equal(st.created, 1);
 	assert_int_equal(st.chunks_new, 0);
-	commit_tree(&t3, env->s, &c3);
+	test_commit_tree(&t3, env->s, &c3);
 	assert_oid_equal(&t1, &t3);
 
 	/* unchanged: no commit, no object, no ref move */
@@ -445,7 +427,7 @@ static void test_identical_ids(void **state)
 	assert_int_equal(st.created, 1);
 	assert_oid_not_equal(&c4, &c1);
 	assert_int_equal(ref_seq(env->s, "datasets/one", "main"), seq + 1);
-	commit_tree(&t4, env->s, &c4);
+	test_commit_tree(&t4, env->s, &c4);
 	assert_oid_equal(&t4, &t1);
 	assert_ok(artifs_rtxn_begin(env->s, &txn));
 	assert_ok(artifs_commit_load(&c, env->s, txn, &c4));
@@ -506,7 +488,7 @@ static void test_stat_cache(void **state)
 	assert_int_equal(st.files, NFILES);
 	assert_int_equal(st.files_cached, 0);
 	assert_int_equal(st.bytes_read, NFILES * FSIZE);
-	commit_tree(&t1, env->s, &c1);
+	test_commit_tree(&t1, env->s, &c1);
 
 	/* nothing changed: nothing read */
 	snap(&c2, env, REPO, "main", NULL, &st);
@@ -526,7 +508,7 @@ static void test_stat_cache(void **state)
 		snap(&cd, env, REPO, "dev", NULL, &st);
 		assert_int_equal(st.files_cached, 0);
 		assert_int_equal(st.bytes_read, NFILES * FSIZE);
-		commit_tree(&td, env->s, &cd);
+		test_commit_tree(&td, env->s, &cd);
 		assert_oid_equal(&td, &t1);
 	}
 
@@ -562,7 +544,7 @@ static void test_stat_cache(void **state)
 	assert_int_equal(st.files, NFILES);
 	assert_int_equal(st.files_cached, NFILES - 1);
 	assert_int_equal(st.bytes_read, FSIZE);
-	commit_tree(&t3, env->s, &c3);
+	test_commit_tree(&t3, env->s, &c3);
 	assert_oid_not_equal(&t1, &t3);
 	diff_roots(diff, sizeof(diff), env->s, &t1, &t3);
 	assert_string_equal(diff, "d1/d2/f09;");
@@ -621,8 +603,8 @@ static void test_structural_sharing(void **state)
 	/* new: one chunk, its manifest, trees a/b, a and the root, the commit */
 	assert_int_equal(st.chunks_new, 1);
 	assert_int_equal(st.objects_new, 5);
-	commit_tree(&t1, env->s, &c1);
-	commit_tree(&t2, env->s, &c2);
+	test_commit_tree(&t1, env->s, &c1);
+	test_commit_tree(&t2, env->s, &c2);
 
 	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
 		assert_ok(test_resolve(&e1, env->s, &t1, same[i]));
@@ -711,7 +693,7 @@ static void test_special_files_skipped(void **state)
 	assert_non_null(strstr(w.text, "'sub/fifo' is a FIFO"));
 	if (nskip == 3)
 		assert_non_null(strstr(w.text, "'sock' is a socket"));
-	commit_tree(&root, env->s, &head);
+	test_commit_tree(&root, env->s, &head);
 	check_dir(env->s, &root, "", 0, 3);
 	check_dir(env->s, &root, "sub", 0, 0);
 	assert_rc(ARTIFS_ENOTFOUND, test_resolve(&e, env->s, &root, "pipe"));
@@ -783,7 +765,7 @@ static void test_changed_during_read(void **state)
 	/* once the file holds still, it commits, with what it holds now */
 	snap(&c2, env, REPO, "main", NULL, &st);
 	assert_int_equal(st.created, 1);
-	commit_tree(&root, env->s, &c2);
+	test_commit_tree(&root, env->s, &c2);
 	now = slurp(env->src, "grow.bin", &nlen);
 	assert_int_equal(nlen, len + (size_t)g.calls);
 	check_file(env->s, &root, "grow.bin", now, nlen, 0);
@@ -895,13 +877,13 @@ static void test_killed_midway(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_roundtrip, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_identical_ids, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_stat_cache, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_structural_sharing, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_special_files_skipped, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_changed_during_read, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_killed_midway, test_env_setup, test_env_teardown),
+		ENV_TEST(test_roundtrip),
+		ENV_TEST(test_identical_ids),
+		ENV_TEST(test_stat_cache),
+		ENV_TEST(test_structural_sharing),
+		ENV_TEST(test_special_files_skipped),
+		ENV_TEST(test_changed_during_read),
+		ENV_TEST(test_killed_midway),
 	};
 
 	setenv("ARTIFS_AUTHOR", "unit-test", 1);

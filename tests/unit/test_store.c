@@ -91,18 +91,6 @@ static void raw_del(artifs_store *s, MDB_dbi dbi, const artifs_oid *id)
 	assert_ok(artifs_txn_commit(txn));
 }
 
-static void commit_tree(artifs_oid *tree, artifs_store *s, const artifs_oid *commit)
-{
-	artifs_commit *c = NULL;
-	MDB_txn *txn = NULL;
-
-	assert_ok(artifs_rtxn_begin(s, &txn));
-	assert_ok(artifs_commit_load(&c, s, txn, commit));
-	mdb_txn_abort(txn);
-	*tree = c->tree;
-	artifs_commit_free(c);
-}
-
 static void check_read(artifs_store *s, const artifs_oid *root, const char *path,
 	const void *data, size_t len)
 {
@@ -235,7 +223,7 @@ static void test_chunk_verification(void **state)
 	assert_ok(artifs_repo_create(s, REPO));
 	o.no_cache = 1;
 	assert_ok(artifs_snapshot_dir(&head, s, REPO, "main", env->src, &o, &st));
-	commit_tree(&root, s, &head);
+	test_commit_tree(&root, s, &head);
 	check_read(s, &root, "big.bin", big, len);
 
 	assert_ok(test_resolve(&e, s, &root, "big.bin"));
@@ -341,7 +329,7 @@ static void test_map_growth(void **state)
 	assert_true(map1 >= used1);
 	assert_true(map1 > map0);
 
-	commit_tree(&root, env->s, &head);
+	test_commit_tree(&root, env->s, &head);
 	for (int i = 0; i < GROW_FILES; i++) {
 		uint8_t *r = test_random_bytes(TEST_SEED + 1000 + (uint64_t)i, GROW_FILE_SIZE);
 		sprintf(name, "d%d/f%02d.bin", i % 2, i);
@@ -606,15 +594,15 @@ static void test_open_readonly(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_put_collision_and_repair, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_chunk_verification, test_env_setup, test_env_teardown),
+		ENV_TEST(test_put_collision_and_repair),
+		ENV_TEST(test_chunk_verification),
 		cmocka_unit_test_setup_teardown(test_map_growth, small_env_setup, test_env_teardown),
 		cmocka_unit_test_setup_teardown(test_map_full_redo, small_env_setup, test_env_teardown),
 		cmocka_unit_test_setup_teardown(test_map_grown_by_other_process, small_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_format_version, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_open_missing, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_open_foreign, test_env_setup, test_env_teardown),
-		cmocka_unit_test_setup_teardown(test_open_readonly, test_env_setup, test_env_teardown),
+		ENV_TEST(test_format_version),
+		ENV_TEST(test_open_missing),
+		ENV_TEST(test_open_foreign),
+		ENV_TEST(test_open_readonly),
 	};
 
 	setenv("ARTIFS_AUTHOR", "unit-test", 1);

@@ -457,7 +457,7 @@ int main(void)
 		cmocka_unit_test(test_truncated_records),
 		cmocka_unit_test(test_garbled_records),
 		cmocka_unit_test(test_random_damage),
-		cmocka_unit_test_setup_teardown(test_resolve_in_store, test_env_setup, test_env_teardown),
+		ENV_TEST(test_resolve_in_store),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, NULL);
