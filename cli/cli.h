@@ -85,6 +85,14 @@ CLI_CMD(mount); CLI_CMD(umount);
 int cli_mount_fuse_form(int argc, char **argv);
 CLI_CMD(init); CLI_CMD(create); CLI_CMD(repos); CLI_CMD(commit); CLI_CMD(log);
 CLI_CMD(show); CLI_CMD(ls); CLI_CMD(cat); CLI_CMD(checkout); CLI_CMD(tag);
-CLI_CMD(branch); CLI_CMD(diff); CLI_CMD(du); CLI_CMD(fsck); CLI_CMD(gc);
+CLI_CMD(branch); CLI_CMD(diff); CLI_CMD(du); CLI_CMD(fsck); CLI_CMD(gc); CLI_CMD(label);
+
+/* Label files for 'label import' and 'commit --labels' (label.h). */
+struct artifs_label_edits;
+enum artifs_label_format;
+/* "csv" or "jsonl"; -1 otherwise. */
+int cli_label_format(const char *s, enum artifs_label_format *out);
+/* Parse FILE ("-": stdin, needs a format) into e; returns an index error code. */
+int cli_label_file(struct artifs_label_edits *e, const char *file, enum artifs_label_format fmt);
 
 #endif

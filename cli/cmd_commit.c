@@ -1,5 +1,6 @@
 #include "cli.h"
 #include "error.h"
+#include "label.h"
 #include "ref.h"
 #include "snapshot.h"
 
@@ -25,10 +26,15 @@ int cmd_commit(int argc, char **argv)
 		{ "author", required_argument, NULL, 'a' },
 		{ "allow-empty", no_argument, NULL, 'e' },
 		{ "no-cache", no_argument, NULL, 'n' },
+		{ "labels", required_argument, NULL, 'L' },
+		{ "labels-format", required_argument, NULL, 'F' },
 		{ 0 },
 	};
 	artifs_snapshot_opts so = ARTIFS_SNAPSHOT_OPTS_INIT;
 	artifs_snapshot_stats st;
+	enum artifs_label_format lfmt = ARTIFS_LABELS_AUTO;
+	artifs_label_edits edits;
+	const char *labels = NULL;
 	artifs_meta *meta = NULL;
 	size_t nmeta = 0;
 	artifs_store *s = NULL;
@@ -40,8 +46,18 @@ int cmd_commit(int argc, char **argv)
 	double t0;
 	int o, rc = 0;
 
+	artifs_label_edits_init(&edits);
 	while ((o = getopt_long(argc, argv, "m:", opts, NULL)) != -1) {
 		switch (o) {
+		case 'L':
+			labels = optarg;
+			break;
+		case 'F':
+			if (cli_label_format(optarg, &lfmt)) {
+				rc = cli_usage("commit", "--labels-format is csv or jsonl, not '%s'", optarg);
+				goto done;
+			}
+			break;
 		case 'm':
 			message = optarg;
 			break;
@@ -102,6 +118,13 @@ int cmd_commit(int argc, char **argv)
 		rc = cli_usage("commit", "commit takes REPO[@BRANCH], not a path inside it");
 		goto done;
 	}
+	if (labels) {
+		if ((rc = cli_label_file(&edits, labels, lfmt))) {
+			rc = cli_fail_rc(rc);
+			goto done;
+		}
+		so.labels = &edits;
+	}
 	if ((rc = cli_open_store(&s, 0)))
 		goto done;
 	cli_progress_init(&prog, "commit");
@@ -137,6 +160,7 @@ int cmd_commit(int argc, char **argv)
 		fprintf(stderr, "artifs: nothing changed; %s@%s stays at %s\n", sp.repo, sp.ref, hex);
 	}
 done:
+	artifs_label_edits_release(&edits);
 	free(meta);
 	cli_spec_release(&sp);
 	artifs_store_free(s);

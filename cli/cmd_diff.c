@@ -2,12 +2,15 @@
 #include "commit.h"
 #include "diff.h"
 #include "error.h"
+#include "label.h"
 #include "tree.h"
 
 #include <getopt.h>
 #include <string.h>
 
 struct dctx {
+	artifs_store *s;
+	MDB_txn *txn;
 	int stat;
 	json_t *arr;
 	uint64_t n[128];
@@ -31,9 +34,60 @@ static const char *tname(uint8_t t)
 	return t == ARTIFS_T_DIR ? "dir" : t == ARTIFS_T_LINK ? "link" : t ? "file" : NULL;
 }
 
+/*
+ * One line (or JSON object) per key whose value differs between the two
+ * labelsets; both are sorted by key, so this is a merge.
+ */
+static int label_changes(struct dctx *d, const artifs_diff_entry *e, json_t *arr)
+{
+	static artifs_label a[ARTIFS_LABELS_PER_FILE_MAX], b[ARTIFS_LABELS_PER_FILE_MAX];
+	size_t na = 0, nb = 0, i = 0, j = 0;
+	int rc;
+
+	if ((!artifs_oid_is_zero(&e->old_labels) &&
+	     (rc = artifs_labelset_load(a, ARTIFS_LABELS_PER_FILE_MAX, &na, d->s, d->txn, &e->old_labels))) ||
+	    (!artifs_oid_is_zero(&e->new_labels) &&
+	     (rc = artifs_labelset_load(b, ARTIFS_LABELS_PER_FILE_MAX, &nb, d->s, d->txn, &e->new_labels))))
+		return rc;
+	while (i < na || j < nb) {
+		const artifs_label *x = i < na ? &a[i] : NULL, *y = j < nb ? &b[j] : NULL;
+		int c;
+		if (x && y) {
+			c = memcmp(x->key, y->key, x->key_len < y->key_len ? x->key_len : y->key_len);
+			if (!c)
+				c = x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
+		} else {
+			c = x ? -1 : 1;
+		}
+		if (c < 0)
+			y = NULL, i++;
+		else if (c > 0)
+			x = NULL, j++;
+		else
+			i++, j++;
+		if (x && y && x->value_len == y->value_len && !memcmp(x->value, y->value, x->value_len))
+			continue;
+		if (arr) {
+			json_t *o = json_object();
+			const artifs_label *k = x ? x : y;
+			json_object_set_new(o, "key", json_stringn(k->key, k->key_len));
+			json_object_set_new(o, "old", x ? json_stringn(x->value, x->value_len) : json_null());
+			json_object_set_new(o, "new", y ? json_stringn(y->value, y->value_len) : json_null());
+			json_array_append_new(arr, o);
+		} else {
+			const artifs_label *k = x ? x : y;
+			printf("L\t%s\t%.*s: %.*s -> %.*s\n", e->path, (int)k->key_len, k->key,
+				x ? (int)x->value_len : 7, x ? x->value : "(unset)",
+				y ? (int)y->value_len : 7, y ? y->value : "(unset)");
+		}
+	}
+	return 0;
+}
+
 static int on_change(const artifs_diff_entry *e, void *ctx)
 {
 	struct dctx *d = ctx;
+	int relabel = e->old_type && e->new_type && artifs_oid_cmp(&e->old_labels, &e->new_labels);
 
 	d->n[(unsigned char)e->status & 127]++;
 	if (e->status == ARTIFS_DIFF_ADDED || e->status == ARTIFS_DIFF_MODIFIED)
@@ -58,11 +112,23 @@ static int on_change(const artifs_diff_entry *e, void *ctx)
 			json_object_set_new(o, "new_id", cli_json_oid(&e->new_id));
 			json_object_set_new(o, "new_executable", json_boolean(e->new_flags & ARTIFS_F_EXEC));
 		}
+		if (relabel) {
+			json_t *l = json_array();
+			int rc = label_changes(d, e, l);
+			json_object_set_new(o, "labels", l);
+			if (rc) {
+				json_decref(o);
+				return rc;
+			}
+		}
 		json_array_append_new(d->arr, o);
 	} else {
 		/* an (empty) directory ends in '/', as in 'artifs ls' */
-		printf("%c\t%s%s\n", e->status, e->path,
-			(e->old_type ? e->old_type : e->new_type) == ARTIFS_T_DIR ? "/" : "");
+		if (e->status != ARTIFS_DIFF_LABELS)
+			printf("%c\t%s%s\n", e->status, e->path,
+				(e->old_type ? e->old_type : e->new_type) == ARTIFS_T_DIR ? "/" : "");
+		if (relabel)
+			return label_changes(d, e, NULL);
 	}
 	return 0;
 }
@@ -99,6 +165,7 @@ int cmd_diff(int argc, char **argv)
 	}
 	if ((rc = cli_open_store(&s, 1)))
 		goto out;
+	d.s = s;
 	if ((rc = artifs_rtxn_begin(s, &txn)) ||
 	    (rc = cli_resolve(&ia, s, txn, &sa)) || (rc = cli_resolve(&ib, s, txn, &sb)) ||
 	    (rc = artifs_commit_load(&ca, s, txn, &ia)) || (rc = artifs_commit_load(&cb, s, txn, &ib)) ||
@@ -111,6 +178,7 @@ int cmd_diff(int argc, char **argv)
 		rc = cli_fail(NULL, "diff compares directories; a path given is a file");
 		goto out;
 	}
+	d.txn = txn;
 	if (json)
 		d.arr = json_array();
 	if ((rc = artifs_diff_trees(s, txn, &ea.id, &eb.id, on_change, &d))) {

@@ -2,6 +2,7 @@
 #include "codec.h"
 #include "commit.h"
 #include "error.h"
+#include "label.h"
 #include "tree.h"
 
 #include <getopt.h>
@@ -13,7 +14,35 @@ struct ls {
 	int recursive, longfmt;
 	json_t *arr;
 	artifs_buf path;
+	/* --label filters: KEY=VALUE (value NULL: KEY with any value) */
+	struct lfilter { const char *key, *value; } *filt;
+	size_t nfilt;
+	artifs_label l[ARTIFS_LABELS_PER_FILE_MAX];
 };
+
+/* 1 if the file's labels carry every filter pair, 0 if not, <0 on error. */
+static int matches(struct ls *ls, const artifs_tree_entry *e)
+{
+	size_t n;
+	int rc;
+
+	if (e->type != ARTIFS_T_FILE || artifs_oid_is_zero(&e->labels))
+		return 0;
+	if ((rc = artifs_labelset_load(ls->l, ARTIFS_LABELS_PER_FILE_MAX, &n, ls->s, ls->txn, &e->labels)))
+		return rc;
+	for (size_t f = 0; f < ls->nfilt; f++) {
+		size_t i, klen = strlen(ls->filt[f].key);
+		for (i = 0; i < n; i++)
+			if (ls->l[i].key_len == klen && !memcmp(ls->l[i].key, ls->filt[f].key, klen))
+				break;
+		if (i == n)
+			return 0;
+		if (ls->filt[f].value && (ls->l[i].value_len != strlen(ls->filt[f].value) ||
+				memcmp(ls->l[i].value, ls->filt[f].value, ls->l[i].value_len)))
+			return 0;
+	}
+	return 1;
+}
 
 static const char *type_name(uint8_t t)
 {
@@ -63,7 +92,14 @@ static int list(struct ls *l, const artifs_oid *tree)
 		artifs_buf_put(&l->path, e.name, e.name_len);
 		artifs_buf_put(&l->path, "", 1);
 		l->path.len--;
-		emit(l, &e);
+		if (l->nfilt) {
+			if ((rc = matches(l, &e)) < 0)
+				return rc;
+			if (rc)
+				emit(l, &e);
+		} else {
+			emit(l, &e);
+		}
 		if (l->recursive && e.type == ARTIFS_T_DIR && (rc = list(l, &e.id)))
 			return rc;
 		l->path.len = old;
@@ -78,6 +114,7 @@ int cmd_ls(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "recursive", no_argument, NULL, 'r' },
 		{ "long", no_argument, NULL, 'l' },
+		{ "label", required_argument, NULL, 'L' },
 		{ 0 },
 	};
 	struct ls l = { 0 };
@@ -94,11 +131,29 @@ int cmd_ls(int argc, char **argv)
 			l.recursive = 1;
 		else if (o == 'l')
 			l.longfmt = 1;
-		else
+		else if (o == 'L') {
+			char *eq = strchr(optarg, '=');
+			void *p = realloc(l.filt, (l.nfilt + 1) * sizeof(*l.filt));
+			if (!p)
+				return cli_fail(NULL, "out of memory");
+			l.filt = p;
+			if (eq)
+				*eq = '\0';
+			if (!artifs_label_key_valid(optarg, strlen(optarg))) {
+				free(l.filt);
+				return cli_usage("ls", "--label wants KEY=VALUE or KEY; '%s' is not a label key", optarg);
+			}
+			l.filt[l.nfilt].key = optarg;
+			l.filt[l.nfilt++].value = eq ? eq + 1 : NULL;
+			l.recursive = 1;
+		} else {
 			return cli_usage("ls", "unknown option");
+		}
 	}
-	if (argc - optind != 1)
-		return cli_usage("ls", "usage: artifs ls REPO@REF[:PATH] [-r] [-l] [--json]");
+	if (argc - optind != 1) {
+		free(l.filt);
+		return cli_usage("ls", "usage: artifs ls REPO@REF[:PATH] [-r] [-l] [--label KEY=VALUE]... [--json]");
+	}
 	if ((rc = cli_spec_parse(&sp, argv[optind])))
 		return cli_fail_rc(rc);
 	if ((rc = cli_open_store(&l.s, 1)))
@@ -118,8 +173,11 @@ int cmd_ls(int argc, char **argv)
 	} else {
 		const char *slash = strrchr(sp.path, '/');
 		artifs_buf_put(&l.path, slash ? slash + 1 : sp.path, strlen(slash ? slash + 1 : sp.path) + 1);
-		emit(&l, &e);
-		rc = 0;
+		rc = l.nfilt ? matches(&l, &e) : 1;
+		if (rc > 0)
+			emit(&l, &e);
+		if (rc >= 0)
+			rc = 0;
 	}
 	if (rc) {
 		rc = cli_fail_rc(rc);
@@ -130,6 +188,7 @@ int cmd_ls(int argc, char **argv)
 		l.arr = NULL;
 	}
 out:
+	free(l.filt);
 	json_decref(l.arr);
 	artifs_commit_free(c);
 	if (l.txn)

@@ -20,7 +20,7 @@ static const cli_cmd commands[] = {
 	  "NAME: letters, digits, '.', '_' and '-', at most 100, not starting with '.' or '-'.\n" },
 	{ "repos", cmd_repos, "[--json]", "list repositories",
 	  "Shows each repository with its number of refs and the head of 'main'.\n" },
-	{ "commit", cmd_commit, "REPO[@BRANCH] DIR -m MSG [--meta KEY=VALUE]... [--allow-empty] [--no-cache]",
+	{ "commit", cmd_commit, "REPO[@BRANCH] DIR -m MSG [--meta KEY=VALUE]... [--labels FILE] [--allow-empty] [--no-cache]",
 	  "snapshot DIR as the new head of BRANCH; prints the commit id",
 	  "Stores regular files, directories, the executable bit and symlinks (as links,\n"
 	  "never followed); sockets, devices and FIFOs are skipped with a warning.\n"
@@ -29,16 +29,23 @@ static const cli_cmd commands[] = {
 	  "If nothing changed, no commit is made and the current head is printed\n"
 	  "(--allow-empty commits anyway).  A file that changes while it is read is\n"
 	  "an error; the branch is left as it was.\n"
+	  "Labels carry over by path: a file keeps the labels its path had in the\n"
+	  "branch's head.  --labels applies a label file on top, in the same commit.\n"
 	  "  -m, --message MSG      commit message (required)\n"
 	  "  --meta KEY=VALUE       metadata, repeatable (e.g. eval.accuracy=0.93)\n"
+	  "  --labels FILE          labels for paths of DIR (see 'artifs label --help')\n"
+	  "  --labels-format F      csv or jsonl when FILE's name does not tell\n"
 	  "  --author NAME          default: $ARTIFS_AUTHOR, else USER@HOST\n" },
 	{ "log", cmd_log, "REPO[@REF] [-n N] [--json]", "show the history of a ref",
 	  "Follows first parents from REF (default main), newest first.\n" },
 	{ "show", cmd_show, "REPO@REF [--json]", "show one commit",
 	  "Prints the commit id, tree, parents, author, time, message and metadata.\n" },
-	{ "ls", cmd_ls, "REPO@REF[:PATH] [-r] [-l] [--json]", "list a directory of a version",
+	{ "ls", cmd_ls, "REPO@REF[:PATH] [-r] [-l] [--label KEY[=VALUE]]... [--json]",
+	  "list a directory of a version",
 	  "  -r   recurse into directories\n"
-	  "  -l   long format: type and mode, size, object id\n" },
+	  "  -l   long format: type and mode, size, object id\n"
+	  "  --label KEY=VALUE   only files with this label (repeatable: all must match;\n"
+	  "                      KEY alone: any value); lists files below PATH recursively\n" },
 	{ "cat", cmd_cat, "REPO@REF:PATH", "write a file's bytes to stdout",
 	  "Every chunk is verified against its id; damaged data is an error, never output.\n" },
 	{ "checkout", cmd_checkout, "REPO@REF[:PATH] DEST", "materialise a version into a directory",
@@ -52,6 +59,37 @@ static const cli_cmd commands[] = {
 	{ "diff", cmd_diff, "REPO@A REPO@B [--stat] [--json]", "compare two versions by path",
 	  "Lines: A added, D removed, M modified, X executable bit changed, L labels changed.\n"
 	  "  --stat   counts and bytes only\n" },
+	{ "label", cmd_label, "import|set|rm|show|stats ...", "label files: key=value pairs versioned with the data",
+	  "  artifs label import REPO[@BRANCH] FILE [-m MSG] [--format csv|jsonl] [--replace]\n"
+	  "  artifs label set REPO[@BRANCH] PATH KEY=VALUE... [-m MSG]\n"
+	  "  artifs label rm REPO[@BRANCH] PATH KEY... [-m MSG]\n"
+	  "  artifs label show REPO@REF[:PATH] [--json]\n"
+	  "  artifs label stats REPO@REF[:PATH] [--json]\n"
+	  "\n"
+	  "Each change is a commit on BRANCH (default main) that stores no file data;\n"
+	  "older versions keep their labels.  A PATH that is a directory applies to\n"
+	  "every file below it (\"\" or \".\" is the whole version).\n"
+	  "\n"
+	  "Keys: 1-128 of a-z 0-9 _ . - (starting with a letter or digit).  Values:\n"
+	  "1-4096 bytes of UTF-8 without NUL or line breaks.  At most 256 keys per file.\n"
+	  "\n"
+	  "Label files (format from the extension, or --format; FILE - is stdin):\n"
+	  "  CSV, one row per file:  path,class,split      (an empty cell: key untouched)\n"
+	  "                          img/1.jpg,cat,train\n"
+	  "  CSV, one row per label: path,key,value\n"
+	  "                          img/1.jpg,class,cat\n"
+	  "  JSON Lines (.jsonl):    {\"path\": \"img/1.jpg\", \"labels\": {\"class\": \"cat\"}}\n"
+	  "                          (null removes a key; numbers and booleans are taken\n"
+	  "                          as their text)\n"
+	  "Import sets the keys it names and keeps the others; --replace makes the\n"
+	  "file the version's complete labels.  It is all-or-nothing: an unknown path,\n"
+	  "a malformed line, a bad key or value, or one key given twice for a path\n"
+	  "is refused with its line number and the branch does not move.\n"
+	  "\n"
+	  "show prints KEY=VALUE lines for a file, or PATH<TAB>KEY=VALUE... for each\n"
+	  "labelled file below a directory; stats prints KEY<TAB>VALUE<TAB>COUNT and\n"
+	  "a total line.  In a mount, labels are xattrs (user.label.KEY), every version\n"
+	  "has .labels.jsonl and .labels/ views (see README).\n" },
 	{ "du", cmd_du, "[REPO] [--json]", "logical bytes vs stored bytes",
 	  "Logical: the sum over every commit of its files' sizes (what full copies would\n"
 	  "cost).  Stored: the unique chunk bytes those commits reach.\n" },

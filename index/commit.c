@@ -1,7 +1,7 @@
 /*
  * Commit record (little-endian):
  *   u8 'C' | u8 version=1 | u16 0 | u32 nparents
- *   16 tree | 16 label index | i64 time
+ *   16 tree | 16 labels manifest blob | i64 time
  *   nparents x 16 parent id
  *   str repo | str author | str message      (str = u32 length + bytes)
  *   u32 nmeta | nmeta x (str key | str value), sorted by key

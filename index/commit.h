@@ -1,6 +1,6 @@
 /*
  * commit.h - commit objects: root tree, parents, author, time, message,
- * metadata key=value pairs and the label index id.
+ * metadata key=value pairs and the labels manifest.
  */
 #ifndef ARTIFS_COMMIT_H
 #define ARTIFS_COMMIT_H
@@ -19,7 +19,7 @@ typedef struct artifs_meta {
 
 typedef struct artifs_commit {
 	artifs_oid tree;
-	artifs_oid labels;	/* label index, zero when none */
+	artifs_oid labels;	/* blob of the version's .labels.jsonl; zero: no labels */
 	uint32_t nparents;
 	artifs_oid *parents;
 	int64_t time;		/* seconds since the epoch, UTC */

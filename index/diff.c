@@ -42,12 +42,14 @@ static int emit(struct dw *d, char status, const artifs_tree_entry *a, const art
 		e.old_flags = a->flags;
 		e.old_size = a->size;
 		e.old_id = a->id;
+		e.old_labels = a->labels;
 	}
 	if (b) {
 		e.new_type = b->type;
 		e.new_flags = b->flags;
 		e.new_size = b->size;
 		e.new_id = b->id;
+		e.new_labels = b->labels;
 	}
 	return d->fn(&e, d->ctx);
 }

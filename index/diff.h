@@ -26,11 +26,14 @@ typedef struct artifs_diff_entry {
 	uint8_t old_flags, new_flags;
 	uint64_t old_size, new_size;
 	artifs_oid old_id, new_id;
+	artifs_oid old_labels, new_labels;	/* labelset ids; zero when none */
 } artifs_diff_entry;
 
 /*
  * Call fn for every file or link that differs between trees a and b, in
  * path order; an added or removed directory reports each file under it.
+ * A file whose content and labels both changed is one MODIFIED entry with
+ * differing old_labels and new_labels.
  * A non-zero return from fn stops the walk and is returned.
  */
 int artifs_diff_trees(artifs_store *s, MDB_txn *txn, const artifs_oid *a, const artifs_oid *b,

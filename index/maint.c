@@ -4,6 +4,7 @@
 #include "codec.h"
 #include "commit.h"
 #include "error.h"
+#include "label.h"
 #include "oidset.h"
 #include "ref.h"
 #include "store_int.h"
@@ -21,7 +22,7 @@ struct reach {
 	artifs_store *s;
 	MDB_txn *txn;
 	int flags;
-	artifs_oidset commits, trees, blobs, chunks;
+	artifs_oidset commits, trees, blobs, chunks, labelsets;
 	/* fsck: damaged objects, so every later file using them is named too */
 	artifs_oidset bad_blobs, bad_chunks;
 	artifs_oid *stack;		/* commits still to visit */
@@ -196,6 +197,22 @@ static int walk_blob(struct reach *r, const artifs_oid *id)
 	return check_blob(r, id, 1);
 }
 
+static int walk_labels(struct reach *r, const artifs_oid *id)
+{
+	artifs_label l[ARTIFS_LABELS_PER_FILE_MAX];
+	size_t n;
+	MDB_val v;
+	int rc;
+
+	if ((rc = artifs_oidset_add(&r->labelsets, id)) <= 0)
+		return rc;
+	r->fs.labelsets++;
+	if (get_obj(r, r->s->labelsets, "labelset", id, &v) && (r->flags & R_VERIFY) &&
+	    artifs_labelset_decode(l, ARTIFS_LABELS_PER_FILE_MAX, &n, v.mv_data, v.mv_size))
+		fault(r, "labelset", id, "malformed labelset record");
+	return 0;
+}
+
 static int walk_tree(struct reach *r, const artifs_oid *id)
 {
 	artifs_tree_view t;
@@ -223,6 +240,8 @@ static int walk_tree(struct reach *r, const artifs_oid *id)
 			artifs_buf_put(&r->path, "/", 1);
 		artifs_buf_put(&r->path, e.name, e.name_len);
 		rc = e.type == ARTIFS_T_DIR ? walk_tree(r, &e.id) : walk_blob(r, &e.id);
+		if (!rc && !artifs_oid_is_zero(&e.labels))
+			rc = walk_labels(r, &e.labels);
 		r->path.len = old;
 		if (rc)
 			return rc;
@@ -281,6 +300,12 @@ static int drain(struct reach *r)
 				}
 		}
 		rc = walk_tree(r, &c->tree);
+		if (!rc && !artifs_oid_is_zero(&c->labels)) {
+			/* the generated manifest, shown as .labels.jsonl */
+			artifs_buf_put(&r->path, ".labels.jsonl", 13);
+			rc = walk_blob(r, &c->labels);
+			r->path.len = 0;
+		}
 		for (uint32_t i = 0; !rc && i < c->nparents; i++)
 			rc = push_commit(r, &c->parents[i]);
 		artifs_commit_free(c);
@@ -337,6 +362,7 @@ static int reach_init(struct reach *r, artifs_store *s, int flags)
 	artifs_oidset_init(&r->trees);
 	artifs_oidset_init(&r->blobs);
 	artifs_oidset_init(&r->chunks);
+	artifs_oidset_init(&r->labelsets);
 	artifs_oidset_init(&r->bad_blobs);
 	artifs_oidset_init(&r->bad_chunks);
 	if (!(r->h = artifs_hasher_new()))
@@ -350,6 +376,7 @@ static void reach_release(struct reach *r)
 	artifs_oidset_release(&r->trees);
 	artifs_oidset_release(&r->blobs);
 	artifs_oidset_release(&r->chunks);
+	artifs_oidset_release(&r->labelsets);
 	artifs_oidset_release(&r->bad_blobs);
 	artifs_oidset_release(&r->bad_chunks);
 	artifs_hasher_free(r->h);
@@ -502,10 +529,11 @@ again:
 	r.txn = txn;
 	if ((rc = reach_run(&r, NULL)) || (rc = reach_pins(&r)))
 		goto done;
-	st.kept = r.commits.n + r.trees.n + r.blobs.n + r.chunks.n;
+	st.kept = r.commits.n + r.trees.n + r.blobs.n + r.chunks.n + r.labelsets.n;
 	if ((rc = sweep(txn, s->chunks, &r.chunks, dry_run, &st.chunks, &st.bytes)) ||
 	    (rc = sweep(txn, s->blobs, &r.blobs, dry_run, &st.blobs, &st.bytes)) ||
 	    (rc = sweep(txn, s->trees, &r.trees, dry_run, &st.trees, &st.bytes)) ||
+	    (rc = sweep(txn, s->labelsets, &r.labelsets, dry_run, &st.labelsets, &st.bytes)) ||
 	    (rc = sweep(txn, s->commits, &r.commits, dry_run, &st.commits, &st.bytes)))
 		goto done;
 	if (dry_run) {

@@ -15,12 +15,12 @@
 #include "snapshot.h"
 #include "store.h"
 
-/* kind: "commit", "tree", "blob", "chunk" or "ref"; where: REPO@COMMIT:PATH or REPO:REF. */
+/* kind: "commit", "tree", "blob", "chunk", "labelset" or "ref"; where: REPO@COMMIT:PATH or REPO:REF. */
 typedef void (*artifs_fault_fn)(const char *kind, const artifs_oid *id, const char *where,
 	const char *msg, void *ctx);
 
 typedef struct artifs_fsck_stats {
-	uint64_t refs, commits, trees, blobs, chunks;
+	uint64_t refs, commits, trees, blobs, chunks, labelsets;
 	uint64_t bytes_verified;
 	uint64_t faults;
 } artifs_fsck_stats;
@@ -36,7 +36,7 @@ int artifs_fsck(artifs_store *s, artifs_fault_fn fault_fn, artifs_progress_fn pr
 
 typedef struct artifs_gc_stats {
 	uint64_t kept;			/* reachable objects */
-	uint64_t chunks, blobs, trees, commits;	/* removed (or would be) */
+	uint64_t chunks, blobs, trees, commits, labelsets;	/* removed (or would be) */
 	uint64_t bytes;			/* payload bytes removed */
 } artifs_gc_stats;
 

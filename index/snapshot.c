@@ -16,6 +16,7 @@
 #include "snapshot.h"
 #include "codec.h"
 #include "error.h"
+#include "label.h"
 #include "ref.h"
 #include "store_int.h"
 #include "tree.h"
@@ -38,6 +39,19 @@
 struct sc_ent {
 	char *path;
 	uint8_t val[STATCACHE_VALSZ];
+};
+
+/* An entry of the branch head's directory at the same path (labels carry over). */
+struct prev_ent {
+	char *name;
+	uint8_t type;
+	artifs_oid id, labels;
+};
+
+struct prevdir {
+	struct prev_ent *v;
+	size_t n;
+	artifs_buf names;
 };
 
 struct snap {
@@ -218,9 +232,78 @@ done:
 	return rc;
 }
 
-static int do_file(struct snap *sn, int dirfd, const char *name, struct stat *st,
-	artifs_tree_builder *tb, uint64_t *dir_bytes)
+/*
+ * Copy the entries of the head's tree `id` that matter for carrying labels
+ * over (labelled files and directories): the writer's read transaction
+ * does not outlive the batches written while this directory is walked.
+ */
+static int prev_load(struct snap *sn, const artifs_oid *id, struct prevdir *pd)
 {
+	artifs_tree_view t;
+	size_t n = 0;
+	int rc;
+
+	if ((rc = artifs_tree_load(&t, sn->s, artifs_writer_rtxn(sn->w), id)))
+		return rc;
+	if (!t.count)
+		return 0;
+	if (!(pd->v = calloc(t.count, sizeof(*pd->v))))
+		return artifs_error(-ENOMEM, "out of memory");
+	for (int pass = 0; pass < 2; pass++) {
+		size_t off = 0;
+		n = 0;
+		for (uint32_t i = 0; i < t.count; i++) {
+			artifs_tree_entry e;
+			if ((rc = artifs_tree_entry_at(&t, i, &e)))
+				return rc;
+			if (!(e.type == ARTIFS_T_DIR || (e.type == ARTIFS_T_FILE && !artifs_oid_is_zero(&e.labels))))
+				continue;
+			if (pass == 0) {
+				if ((rc = artifs_buf_put(&pd->names, e.name, e.name_len)) ||
+				    (rc = artifs_buf_put(&pd->names, "", 1)))
+					return rc;
+				continue;
+			}
+			pd->v[n].name = (char *)pd->names.ptr + off;
+			off += e.name_len + 1;
+			pd->v[n].type = e.type;
+			pd->v[n].id = e.id;
+			pd->v[n].labels = e.labels;
+			n++;
+		}
+	}
+	pd->n = n;
+	return 0;
+}
+
+static const struct prev_ent *prev_find(const struct prevdir *pd, const char *name)
+{
+	size_t lo = 0, hi = pd->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(pd->v[mid].name, name);
+		if (!c)
+			return &pd->v[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static void prev_release(struct prevdir *pd)
+{
+	free(pd->v);
+	artifs_buf_release(&pd->names);
+}
+
+static int do_file(struct snap *sn, int dirfd, const char *name, struct stat *st,
+	artifs_tree_builder *tb, uint64_t *dir_bytes, const struct prevdir *pd)
+{
+	const struct prev_ent *pe = prev_find(pd, name);
+	const artifs_oid *labels = pe && pe->type == ARTIFS_T_FILE ? &pe->labels : NULL;
 	int exec = (st->st_mode & 0111) ? ARTIFS_F_EXEC : 0;
 	artifs_oid blob;
 	uint64_t size = (uint64_t)st->st_size;
@@ -254,10 +337,12 @@ static int do_file(struct snap *sn, int dirfd, const char *name, struct stat *st
 	sn->st->bytes += size;
 	sn->prog.files++;
 	*dir_bytes += size;
+	if (labels)
+		sn->st->labelled++;
 	if ((sn->prog.files & 255) == 0)
 		progress(sn);
 	return artifs_tree_builder_add(tb, name, strlen(name), ARTIFS_T_FILE, (uint8_t)exec,
-		size, &blob, NULL);
+		size, &blob, labels);
 }
 
 static int do_link(struct snap *sn, int dirfd, const char *name, artifs_tree_builder *tb)
@@ -305,8 +390,9 @@ static void path_pop(struct snap *sn, size_t old)
 		sn->path.ptr[old] = '\0';
 }
 
-static int walk(struct snap *sn, int dirfd, artifs_oid *tree, uint64_t *bytes)
+static int walk(struct snap *sn, int dirfd, artifs_oid *tree, uint64_t *bytes, const artifs_oid *prev)
 {
+	struct prevdir pd = { 0 };
 	artifs_tree_builder tb;
 	artifs_buf rec = { 0 };
 	char **names = NULL;
@@ -317,6 +403,8 @@ static int walk(struct snap *sn, int dirfd, artifs_oid *tree, uint64_t *bytes)
 
 	artifs_tree_builder_init(&tb);
 	*bytes = 0;
+	if (prev && (rc = prev_load(sn, prev, &pd)))
+		goto done;
 	if ((fd2 = dup(dirfd)) < 0 || !(d = fdopendir(fd2))) {
 		rc = artifs_error(-errno, "cannot read directory '%s': %s", cur_path(sn), strerror(errno));
 		if (fd2 >= 0)
@@ -368,7 +456,9 @@ static int walk(struct snap *sn, int dirfd, artifs_oid *tree, uint64_t *bytes)
 			} else if ((fd = openat(dirfd, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
 				rc = artifs_error(-errno, "cannot open directory '%s': %s", cur_path(sn), strerror(errno));
 			} else {
-				rc = walk(sn, fd, &sub, &subbytes);
+				const struct prev_ent *pe = prev_find(&pd, names[i]);
+				rc = walk(sn, fd, &sub, &subbytes,
+					pe && pe->type == ARTIFS_T_DIR ? &pe->id : NULL);
 				close(fd);
 				if (!rc) {
 					sn->st->dirs++;
@@ -378,7 +468,7 @@ static int walk(struct snap *sn, int dirfd, artifs_oid *tree, uint64_t *bytes)
 				}
 			}
 		} else if (S_ISREG(st.st_mode)) {
-			rc = do_file(sn, dirfd, names[i], &st, &tb, bytes);
+			rc = do_file(sn, dirfd, names[i], &st, &tb, bytes, &pd);
 		} else if (S_ISLNK(st.st_mode)) {
 			rc = do_link(sn, dirfd, names[i], &tb);
 		} else {
@@ -397,6 +487,7 @@ done:
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
+	prev_release(&pd);
 	if (d)
 		closedir(d);
 	artifs_tree_builder_release(&tb);
@@ -533,9 +624,20 @@ int artifs_snapshot_dir(artifs_oid *out, artifs_store *s, const char *repo, cons
 		rc = artifs_error(-errno, "cannot open directory '%s': %s", dir, strerror(errno));
 		goto done;
 	}
-	if ((rc = walk(&sn, dirfd, &root, &bytes)))
+	/* labels carry over only from a head that has some */
+	if ((rc = walk(&sn, dirfd, &root, &bytes,
+			parent && !artifs_oid_is_zero(&parent->labels) ? &parent->tree : NULL)))
 		goto done;
 	progress(&sn);
+	if (o->labels && (o->labels->n || o->labels->replace)) {
+		artifs_label_apply_stats ls;
+		artifs_oid root2;
+		if ((rc = artifs_writer_flush(sn.w)) ||
+		    (rc = artifs_labels_apply(sn.w, &root, o->labels, &root2, &ls)))
+			goto done;
+		stats->labels_changed = ls.files_changed;
+		root = root2;
+	}
 
 	if (parent && !o->allow_empty && !artifs_oid_cmp(&parent->tree, &root) && meta_equal(parent, o)) {
 		/*
@@ -551,6 +653,15 @@ int artifs_snapshot_dir(artifs_oid *out, artifs_store *s, const char *repo, cons
 		goto stats_out;
 	}
 	sn.commit.tree = root;
+	if (parent && !artifs_oid_cmp(&parent->tree, &root)) {
+		sn.commit.labels = parent->labels;
+	} else if (stats->labelled || stats->labels_changed) {
+		uint64_t nl;
+		if ((rc = artifs_writer_flush(sn.w)) ||
+		    (rc = artifs_labels_manifest(sn.w, &root, &sn.commit.labels, &nl)))
+			goto done;
+		stats->labelled = nl;
+	}
 	sn.commit.nparents = parent ? 1 : 0;
 	sn.commit.parents = parent ? &sn.head : NULL;
 	sn.commit.time = (int64_t)now.tv_sec;

@@ -33,9 +33,11 @@ typedef struct artifs_snapshot_opts {
 	artifs_progress_fn progress;	/* called often; throttle in the callback */
 	artifs_warn_fn warn;		/* skipped entries and the like */
 	void *ctx;
+	/* label edits applied on top of the labels carried over (label.h) */
+	struct artifs_label_edits *labels;
 } artifs_snapshot_opts;
 
-#define ARTIFS_SNAPSHOT_OPTS_INIT { ARTIFS_SNAPSHOT_OPTS_VERSION, "", NULL, NULL, 0, 0, 0, NULL, NULL, NULL }
+#define ARTIFS_SNAPSHOT_OPTS_INIT { ARTIFS_SNAPSHOT_OPTS_VERSION, "", NULL, NULL, 0, 0, 0, NULL, NULL, NULL, NULL }
 
 typedef struct artifs_snapshot_stats {
 	uint64_t files, dirs, links, skipped;
@@ -44,6 +46,8 @@ typedef struct artifs_snapshot_stats {
 	uint64_t files_cached;		/* reused through the stat cache */
 	uint64_t chunks_new, chunk_bytes_new;
 	uint64_t objects_new;		/* manifests, trees, commit */
+	uint64_t labelled;		/* files with labels in the snapshot */
+	uint64_t labels_changed;	/* files whose labels the edits changed */
 	int created;			/* 0: nothing changed, head kept */
 } artifs_snapshot_stats;
 
@@ -54,7 +58,9 @@ typedef struct artifs_snapshot_stats {
  * sockets, devices and FIFOs are skipped with a warning.  Files unchanged
  * by (size, mtime, ctime, inode) against the branch's stat cache are not
  * read again.  A file that changes while it is read is retried, then
- * reported as ARTIFS_ECHANGED.  All-or-nothing for refs: the branch moves in
+ * reported as ARTIFS_ECHANGED.  Labels carry over by path: a file keeps
+ * the labels its path had in the branch's head; opts->labels then applies
+ * edits on top.  All-or-nothing for refs: the branch moves in
  * the final transaction, by compare-and-swap against the head it started from.
  */
 int artifs_snapshot_dir(artifs_oid *out, artifs_store *s, const char *repo, const char *branch,

@@ -94,6 +94,7 @@ static int open_dbis(artifs_store *s, MDB_txn *txn, unsigned int flags)
 		{ "chunks", offsetof(artifs_store, chunks) },
 		{ "blobs", offsetof(artifs_store, blobs) },
 		{ "trees", offsetof(artifs_store, trees) },
+		{ "labelsets", offsetof(artifs_store, labelsets) },
 		{ "commits", offsetof(artifs_store, commits) },
 		{ "repos", offsetof(artifs_store, repos) },
 		{ "refs", offsetof(artifs_store, refs) },

@@ -13,6 +13,7 @@ struct artifs_store {
 	MDB_dbi chunks;		/* chunk id -> raw bytes */
 	MDB_dbi blobs;		/* blob id -> manifest record */
 	MDB_dbi trees;		/* tree id -> tree record */
+	MDB_dbi labelsets;	/* labelset id -> labelset record */
 	MDB_dbi commits;	/* commit id -> commit record */
 	MDB_dbi repos;		/* "datasets/x" -> repo record */
 	MDB_dbi refs;		/* "repo\0name" -> ref record */

@@ -7,7 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-enum { OP_CHUNK, OP_BLOB, OP_TREE };
+enum { OP_CHUNK, OP_BLOB, OP_TREE, OP_LABELS };
 
 struct op {
 	artifs_oid id;
@@ -81,6 +81,11 @@ MDB_txn *artifs_writer_rtxn(artifs_writer *w)
 	return w->rtxn;
 }
 
+artifs_store *artifs_writer_store(artifs_writer *w)
+{
+	return w->s;
+}
+
 const artifs_writer_stats *artifs_writer_get_stats(const artifs_writer *w)
 {
 	return &w->st;
@@ -88,7 +93,8 @@ const artifs_writer_stats *artifs_writer_get_stats(const artifs_writer *w)
 
 static MDB_dbi op_dbi(artifs_writer *w, int kind)
 {
-	return kind == OP_CHUNK ? w->s->chunks : kind == OP_BLOB ? w->s->blobs : w->s->trees;
+	return kind == OP_CHUNK ? w->s->chunks : kind == OP_BLOB ? w->s->blobs :
+		kind == OP_TREE ? w->s->trees : w->s->labelsets;
 }
 
 static size_t slot_of(const artifs_oid *id, size_t cap)
@@ -358,18 +364,33 @@ void artifs_writer_file_abort(artifs_writer *w)
 	w->flen = 0;
 }
 
-int artifs_writer_put_tree(artifs_writer *w, artifs_oid *id, const void *data, size_t len)
+static int put_record(artifs_writer *w, int kind, artifs_oid *id, const void *data, size_t len)
 {
 	artifs_oid oid;
 	int rc;
 
 	artifs_oid_hash(&oid, data, len);
-	if ((rc = queue(w, OP_TREE, &oid, data, len)) < 0)
+	if ((rc = queue(w, kind, &oid, data, len)) < 0)
 		return rc;
 	if (rc == 0)
 		w->st.objects_new++;
 	*id = oid;
 	return 0;
+}
+
+int artifs_writer_put_tree(artifs_writer *w, artifs_oid *id, const void *data, size_t len)
+{
+	return put_record(w, OP_TREE, id, data, len);
+}
+
+int artifs_writer_put_labels(artifs_writer *w, artifs_oid *id, const void *data, size_t len)
+{
+	return put_record(w, OP_LABELS, id, data, len);
+}
+
+int artifs_writer_flush(artifs_writer *w)
+{
+	return flush(w, NULL, NULL);
 }
 
 int artifs_writer_finish(artifs_writer *w, int (*fn)(MDB_txn *txn, void *ctx), void *ctx)

@@ -33,6 +33,8 @@ int artifs_writer_new(artifs_writer **out, artifs_store *s);
 /* Drops anything not yet written; NULL is a no-op. */
 void artifs_writer_free(artifs_writer *w);
 
+artifs_store *artifs_writer_store(artifs_writer *w);
+
 /* The writer's read transaction (renewed after each batch). */
 MDB_txn *artifs_writer_rtxn(artifs_writer *w);
 
@@ -51,6 +53,16 @@ void artifs_writer_file_abort(artifs_writer *w);
 
 /* Store a whole tree record (already encoded); *id gets its id. */
 int artifs_writer_put_tree(artifs_writer *w, artifs_oid *id, const void *data, size_t len);
+
+/* Store a labelset record (index/label.h); *id gets its id. */
+int artifs_writer_put_labels(artifs_writer *w, artifs_oid *id, const void *data, size_t len);
+
+/*
+ * Write what is pending now (no ref moves), so that it can be read back
+ * through artifs_writer_rtxn().  Objects stay unreferenced until a ref
+ * points at them; the store lock keeps gc away meanwhile.
+ */
+int artifs_writer_flush(artifs_writer *w);
 
 /*
  * Write what is pending and run fn(txn, ctx) in the same transaction, then

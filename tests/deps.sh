@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(
 	build-essential cmake pkg-config
-	liblmdb-dev libxxhash-dev libjansson-dev
+	liblmdb-dev libxxhash-dev libjansson-dev libcsv-dev attr
 	libfuse3-dev fuse3 libgit2-dev libarchive-dev libarchive-tools
 	libcmocka-dev python3 python3-pytest git
 )
