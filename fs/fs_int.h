@@ -8,8 +8,10 @@
 #include <stdint.h>
 #include <lmdb.h>
 
+#include "codec.h"
 #include "oid.h"
 #include "oidset.h"
+#include "tree.h"
 #include "pin.h"
 #include "store.h"
 
@@ -23,6 +25,9 @@ enum fs_kind {
 	FS_DIR,		/* a directory inside a version; id = tree */
 	FS_FILE,	/* id = blob; shared by content */
 	FS_LINK,	/* id = blob holding the target; shared by content */
+	FS_LABELS,	/* VERSION/.labels and its KEY=VALUE filters; id = version tree */
+	FS_LKEY,	/* .labels/.../KEY: lists values; id = version tree */
+	FS_VIEW,	/* .labels/.../KEY/VALUE and directories in it; id = tree */
 };
 
 /*
@@ -47,7 +52,7 @@ typedef struct fs_node {
 	uint64_t size;			/* files, links: bytes; dirs: entries */
 	int64_t time;			/* commit time (seconds) */
 	artifs_oid id;			/* tree, or blob */
-	artifs_oid labels;		/* labelset (files) */
+	artifs_oid labels;		/* labelset (files); FS_VROOT: the .labels.jsonl blob */
 	artifs_oid commit;		/* FS_VROOT: its commit */
 	artifs_oid dir;			/* files: the tree they were first found in */
 	uint64_t ra_end;		/* files: store read-ahead asked up to here */
@@ -91,6 +96,7 @@ typedef struct artifs_fs {
 	int pins_dirty;			/* a version root was freed: shrink the pins */
 
 	artifs_prefetch *prefetch;	/* prefetch.c */
+	struct artifs_fs_labels *labels;	/* labels.c */
 	uintptr_t map_base;		/* where data.mdb is mapped; 0: unknown */
 
 	/* counters, logged at unmount */
@@ -155,6 +161,34 @@ void fs_txn_release_thread(void);
 /* Chunk verification cache. */
 int fs_verified(artifs_fs *fs, const artifs_oid *id);
 void fs_set_verified(artifs_fs *fs, const artifs_oid *id);
+
+/* Names of a directory whose listing is not a tree. */
+typedef struct fs_namelist {
+	char **v;
+	size_t n, cap;
+} fs_namelist;
+int fs_nl_add(fs_namelist *l, const char *name);
+
+/* The node for entry te of version directory p, a view directory inside a view (ops.c). */
+fs_node *fs_view_entry(artifs_fs *fs, fs_node *p, const artifs_tree_entry *te);
+
+/*
+ * Labels (labels.c): .labels views, .labels.jsonl, user.label.* xattrs.
+ * fs_labels_child resolves a name in FS_LABELS, FS_LKEY or FS_VIEW, and
+ * ".labels" / ".labels.jsonl" in FS_VROOT; fs_labels_list lists FS_LABELS
+ * (keys) and FS_LKEY (values); fs_view_keep says whether a tree entry
+ * shows in view directory p (1, 0, or <0 on error).
+ */
+int fs_labels_init(artifs_fs *fs);
+void fs_labels_release(artifs_fs *fs);
+int fs_labels_child(artifs_fs *fs, MDB_txn *txn, fs_node *p, const char *name, fs_node **out);
+int fs_labels_list(artifs_fs *fs, MDB_txn *txn, fs_node *p, fs_namelist *out);
+int fs_view_keep(artifs_fs *fs, MDB_txn *txn, fs_node *p, const artifs_tree_entry *te);
+/* The value of xattr `name` of n (pointing into the map), or -ENODATA. */
+int fs_xattr_get(artifs_fs *fs, MDB_txn *txn, const fs_node *n, const char *name,
+	const char **value, size_t *len);
+/* Append n's xattr names, each NUL-terminated. */
+int fs_xattr_list(artifs_fs *fs, MDB_txn *txn, const fs_node *n, artifs_buf *out);
 
 /* Logging (mount.c): syslog, a file, or stderr. */
 void fs_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

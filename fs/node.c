@@ -77,6 +77,11 @@ int fs_init(artifs_fs *fs, artifs_store *s)
 		return artifs_error(-ENOMEM, "out of memory");
 	}
 	fs->nverified = VERIFY_SLOTS;
+	if (fs_labels_init(fs)) {
+		free(fs->table);
+		free(fs->verified);
+		return artifs_error(-ENOMEM, "out of memory");
+	}
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->vlock, NULL);
 	pthread_mutex_init(&fs->pin_lock, NULL);
@@ -116,6 +121,7 @@ void fs_release(artifs_fs *fs)
 	}
 	free(fs->table);
 	free(fs->verified);
+	fs_labels_release(fs);
 	pthread_mutex_destroy(&fs->lock);
 	pthread_mutex_destroy(&fs->vlock);
 	pthread_mutex_destroy(&fs->pin_lock);

@@ -133,7 +133,7 @@ static fs_node *node_for_entry(artifs_fs *fs, fs_node *p, const artifs_tree_entr
 	t.flags = te->flags;
 	switch (te->type) {
 	case ARTIFS_T_DIR:
-		t.kind = FS_DIR;
+		t.kind = p->kind == FS_VIEW ? FS_VIEW : FS_DIR;
 		return fs_dir_get(fs, p, te->name, te->name_len, &t);
 	case ARTIFS_T_LINK:
 		t.kind = FS_LINK;
@@ -142,6 +142,11 @@ static fs_node *node_for_entry(artifs_fs *fs, fs_node *p, const artifs_tree_entr
 		t.kind = FS_FILE;
 		return fs_file_get(fs, &t, te->name, te->name_len);
 	}
+}
+
+fs_node *fs_view_entry(artifs_fs *fs, fs_node *p, const artifs_tree_entry *te)
+{
+	return node_for_entry(fs, p, te);
 }
 
 static int is_hex_prefix(const char *name)
@@ -173,6 +178,7 @@ static int version_root(artifs_fs *fs, MDB_txn *txn, fs_node *p, const char *nam
 		if ((rc = artifs_commit_load(&c, fs->store, txn, id)))
 			return rc;
 		t.id = c->tree;
+		t.labels = c->labels;
 		t.time = c->time;
 		artifs_commit_free(c);
 		if (!artifs_oid_is_zero(&t.id)) {
@@ -263,7 +269,15 @@ static int child(artifs_fs *fs, MDB_txn *txn, fs_node *p, const char *name, fs_n
 			return rc;
 		return version_root(fs, txn, p, name, &id, 0, 0, out);
 	}
+	case FS_LABELS:
+	case FS_LKEY:
+	case FS_VIEW:
+		return fs_labels_child(fs, txn, p, name, out);
 	case FS_VROOT:
+		/* generated names shadow entries of the same name */
+		if (!strcmp(name, ".labels") || !strcmp(name, ".labels.jsonl"))
+			return fs_labels_child(fs, txn, p, name, out);
+		/* fall through */
 	case FS_DIR: {
 		artifs_tree_view tv;
 		artifs_tree_entry te;
@@ -457,7 +471,8 @@ static void prefetch_next_dirs(artifs_fs *fs, MDB_txn *txn, const fs_node *d)
 	artifs_tree_view tv;
 	uint32_t i, found = 0;
 
-	if (!p || (p->kind != FS_DIR && p->kind != FS_VROOT) || artifs_oid_is_zero(&p->id) ||
+	if (!p || (p->kind != FS_DIR && p->kind != FS_VROOT && p->kind != FS_VIEW) ||
+	    artifs_oid_is_zero(&p->id) ||
 	    artifs_tree_load(&tv, fs->store, txn, &p->id) ||
 	    artifs_tree_search(&tv, d->name, strlen(d->name), &i))
 		return;
@@ -638,13 +653,9 @@ fail:
 	fuse_reply_err(req, rc == -ENOMEM ? ENOMEM : EIO);
 }
 
-/* Names of a directory whose listing is not a tree. */
-typedef struct namelist {
-	char **v;
-	size_t n, cap;
-} namelist;
+typedef fs_namelist namelist;
 
-static int nl_add(namelist *l, const char *name)
+int fs_nl_add(namelist *l, const char *name)
 {
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? 2 * l->cap : 16;
@@ -686,13 +697,13 @@ static int repo_list_fn(const char *repo, int64_t created, void *ctx)
 	(void)created;
 	if (strncmp(repo, c->prefix, c->plen))
 		return 0;
-	return nl_add(c->l, repo + c->plen);
+	return fs_nl_add(c->l, repo + c->plen);
 }
 
 static int ref_list_fn(const char *name, const artifs_ref *ref, void *ctx)
 {
 	(void)ref;
-	return nl_add(ctx, name);
+	return fs_nl_add(ctx, name);
 }
 
 /* Recent commits of a repository: targets in the ref logs, newest first. */
@@ -756,7 +767,7 @@ static int list_names(artifs_fs *fs, MDB_txn *txn, fs_node *p, namelist *l)
 
 	switch (p->kind) {
 	case FS_ROOT:
-		if ((rc = nl_add(l, "datasets")) || (rc = nl_add(l, "models")))
+		if ((rc = fs_nl_add(l, "datasets")) || (rc = fs_nl_add(l, "models")))
 			return rc;
 		return 0;
 	case FS_KINDDIR: {
@@ -768,7 +779,7 @@ static int list_names(artifs_fs *fs, MDB_txn *txn, fs_node *p, namelist *l)
 	}
 	case FS_REPO:
 		repo_name(fs, p, repo, sizeof(repo));
-		if ((rc = nl_add(l, ".commits")))
+		if ((rc = fs_nl_add(l, ".commits")))
 			return rc;
 		rc = artifs_ref_foreach(fs->store, txn, repo, ref_list_fn, l);
 		break;
@@ -783,12 +794,15 @@ static int list_names(artifs_fs *fs, MDB_txn *txn, fs_node *p, namelist *l)
 				qsort(r.v, r.n, sizeof(*r.v), recent_cmp);
 			for (size_t i = 0; !rc && i < r.n && i < RECENT_COMMITS; i++) {
 				artifs_oid_fmt(hex, &r.v[i].id);
-				rc = nl_add(l, hex);
+				rc = fs_nl_add(l, hex);
 			}
 		}
 		free(r.v);
 		break;
 	}
+	case FS_LABELS:
+	case FS_LKEY:
+		return fs_labels_list(fs, txn, p, l);
 	default:
 		return ARTIFS_EINVAL;
 	}
@@ -883,24 +897,53 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
 		if (dir_add(req, &db, "..", &dot, NULL, 2))
 			goto reply;
 	}
-	if (p->kind == FS_VROOT || p->kind == FS_DIR) {
+	if (p->kind == FS_VROOT || p->kind == FS_DIR || p->kind == FS_VIEW) {
+		static const char manifest[] = ".labels.jsonl";
 		artifs_tree_view tv;
 		artifs_tree_entry te;
+		/* a version with labels lists its manifest, in name order */
+		int with_mf = p->kind == FS_VROOT && !artifs_oid_is_zero(&p->labels), shadowed = 0;
+		uint32_t mpos = 0, total;
 
 		if (artifs_oid_is_zero(&p->id))
 			goto reply;
 		if ((rc = artifs_tree_load(&tv, fs->store, txn, &p->id)))
 			goto reply;
-		for (uint32_t i = off > 2 ? (uint32_t)(off - 2) : 0; i < tv.count; i++) {
+		if (with_mf)
+			shadowed = !artifs_tree_search(&tv, manifest, sizeof(manifest) - 1, &mpos);
+		total = tv.count + (with_mf && !shadowed);
+		for (uint32_t v = off > 2 ? (uint32_t)(off - 2) : 0; v < total; v++) {
+			uint32_t i = with_mf && !shadowed && v > mpos ? v - 1 : v;
 			fs_node *n = NULL;
 			char name[ARTIFS_NAME_MAX + 1];
 			struct stat st;
 
+			memset(&st, 0, sizeof(st));
+			if (with_mf && v == mpos) {
+				static const artifs_oid none;
+				if (plus && (rc = child(fs, txn, p, manifest, &n)))
+					goto reply;
+				st.st_mode = S_IFREG;
+				st.st_ino = fs_file_ino(FS_FILE, 0, &p->labels, &none);
+				if (dir_add(req, &db, manifest, &st, n, (off_t)v + 3) != 0)
+					goto reply;
+				continue;
+			}
 			if ((rc = artifs_tree_entry_at(&tv, i, &te)))
 				goto reply;
+			if (p->kind == FS_VROOT && te.name_len == 7 && !memcmp(te.name, ".labels", 7))
+				continue;	/* shadowed by the views, which are not listed */
+			if (p->kind == FS_VIEW) {
+				int keep = fs_view_keep(fs, txn, p, &te);
+				if (keep < 0) {
+					rc = keep;
+					goto reply;
+				}
+				if (!keep)
+					continue;
+			}
 			memcpy(name, te.name, te.name_len);
 			name[te.name_len] = '\0';
-			memset(&st, 0, sizeof(st));
 			st.st_ino = 0;
 			st.st_mode = te.type == ARTIFS_T_DIR ? S_IFDIR : te.type == ARTIFS_T_LINK ? S_IFLNK : S_IFREG;
 			if (plus && !(n = node_for_entry(fs, p, &te))) {
@@ -912,7 +955,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
 					fs_dir_ino_hint(p, te.name, te.name_len) :
 					fs_file_ino(te.type == ARTIFS_T_LINK ? FS_LINK : FS_FILE,
 						te.flags, &te.id, &te.labels);
-			if (dir_add(req, &db, name, &st, n, (off_t)i + 3) != 0)
+			if (dir_add(req, &db, name, &st, n, (off_t)v + 3) != 0)
 				goto reply;
 		}
 	} else {
@@ -965,6 +1008,74 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 {
 	(void)fi;
 	do_readdir(req, ino, size, off, 1);
+}
+
+/*
+ * Labels as extended attributes, user.label.KEY (getxattr(2), listxattr(2)):
+ * size 0 asks for the length; a buffer too small is ERANGE; a file without
+ * the key, or a directory, has ENODATA.
+ */
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	artifs_fs *fs = FS(req);
+	fs_node *n = fs_node_of(fs, ino);
+	const char *v;
+	size_t len;
+	MDB_txn *txn;
+	int rc;
+
+	if (n->kind != FS_FILE || artifs_oid_is_zero(&n->labels)) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	if ((rc = fs_txn_begin(fs, &txn))) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	rc = fs_xattr_get(fs, txn, n, name, &v, &len);
+	if (rc == -ENODATA)
+		fuse_reply_err(req, ENODATA);
+	else if (rc)
+		fuse_reply_err(req, to_errno(rc));
+	else if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, v, len);
+	fs_txn_end(fs, txn);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	artifs_fs *fs = FS(req);
+	fs_node *n = fs_node_of(fs, ino);
+	artifs_buf b = { 0 };
+	MDB_txn *txn;
+	int rc;
+
+	if (n->kind != FS_FILE || artifs_oid_is_zero(&n->labels)) {
+		if (size == 0)
+			fuse_reply_xattr(req, 0);
+		else
+			fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if ((rc = fs_txn_begin(fs, &txn))) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	rc = fs_xattr_list(fs, txn, n, &b);
+	fs_txn_end(fs, txn);
+	if (rc)
+		fuse_reply_err(req, to_errno(rc));
+	else if (size == 0)
+		fuse_reply_xattr(req, b.len);
+	else if (size < b.len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, (const char *)b.ptr, b.len);
+	artifs_buf_release(&b);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -1146,4 +1257,6 @@ const struct fuse_lowlevel_ops artifs_fs_ops = {
 	.readdir = op_readdir,
 	.readdirplus = op_readdirplus,
 	.statfs = op_statfs,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
 };
