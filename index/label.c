@@ -478,8 +478,7 @@ static int apply_dir(struct ap *a, const artifs_oid *tree, const char *dpath, si
 			}
 			if (c >= 0)
 				break;
-			problem(a, a->e->v[g].line, "no file or directory '%s%s%.*s'", dpath,
-				*dpath ? "/" : "", (int)nlen, p);
+			problem(a, a->e->v[g].line, "no file or directory '%s'", a->e->v[g].path);
 			g++;
 		}
 		if (!en)
