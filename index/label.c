@@ -571,8 +571,12 @@ int artifs_labels_apply(artifs_writer *w, const artifs_oid *root, artifs_label_e
 	a.s = artifs_writer_store(w);
 	if (e->n > 1)
 		qsort(e->v, e->n, sizeof(*e->v), edit_cmp);
+	int bad = 0;
+
 	for (size_t i = 0; i < e->n; i++) {
 		const artifs_label_edit *x = &e->v[i];
+		bad += !artifs_label_key_valid(x->key, strlen(x->key)) ||
+			(x->value && !artifs_label_value_valid(x->value, strlen(x->value)));
 		if (!artifs_label_key_valid(x->key, strlen(x->key)))
 			problem(&a, x->line, "invalid label key '%s' (1-%d of a-z 0-9 _ . -, "
 				"starting with a letter or digit)", x->key, ARTIFS_LABEL_KEY_MAX);
@@ -587,7 +591,8 @@ int artifs_labels_apply(artifs_writer *w, const artifs_oid *root, artifs_label_e
 				problem(&a, 0, "'%s' is given twice for '%s'", x->key, x->path);
 		}
 	}
-	if (!a.nerr) {
+	if (!bad) {
+		/* look for unknown paths too, so that one run reports them all */
 		/* edits of the root itself apply to every file */
 		while (lo < e->n && e->v[lo].path[0] == '\0') {
 			if ((rc = push_inh(&a, &e->v[lo])))
