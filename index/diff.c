@@ -146,7 +146,9 @@ int artifs_diff_trees(artifs_store *s, MDB_txn *txn, const artifs_oid *a, const 
 	if ((rc = artifs_buf_put(&d.path, "", 1)))
 		return rc;
 	d.path.len = 0;
-	rc = artifs_oid_cmp(a, b) ? walk(&d, a, b) : 0;
+	/* the zero id stands for the empty tree (a first commit) */
+	rc = artifs_oid_cmp(a, b) ? walk(&d, artifs_oid_is_zero(a) ? NULL : a,
+		artifs_oid_is_zero(b) ? NULL : b) : 0;
 	artifs_buf_release(&d.path);
 	return rc;
 }

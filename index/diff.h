@@ -32,6 +32,7 @@ typedef struct artifs_diff_entry {
 /*
  * Call fn for every file or link that differs between trees a and b, in
  * path order; an added or removed directory reports each file under it.
+ * A zero id stands for the empty tree.
  * A file whose content and labels both changed is one MODIFIED entry with
  * differing old_labels and new_labels.
  * A non-zero return from fn stops the walk and is returned.

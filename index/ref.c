@@ -3,6 +3,9 @@
  *   repos:  "REPO"                -> u8 version=1 | 7 x 0 | i64 created
  *   refs:   "REPO" 0 "NAME"       -> u8 kind | 7 x 0 | 16 target | i64 time | u64 seq
  *   reflog: "REPO" 0 "NAME" 0 be64 seq -> 16 old | 16 new | i64 time | str author | str message
+ *           | str details (a JSON object: op, user, host and what the caller adds)
+ *   notes:  the same key -> a JSON object appended once after the move
+ *           (post-promote hook results)
  */
 #include "ref.h"
 #include "codec.h"
@@ -11,6 +14,7 @@
 #include "store_int.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,21 +66,30 @@ const char *artifs_ref_kind_name(char kind)
 	}
 }
 
+/* The login name and host of this process (not $ARTIFS_AUTHOR). */
+static void user_host(char *user, size_t ulen, char *host, size_t hlen)
+{
+	const char *u = getenv("USER");
+
+	if (!u || !*u) {
+		struct passwd *pw = getpwuid(getuid());
+		u = pw ? pw->pw_name : "unknown";
+	}
+	snprintf(user, ulen, "%s", u);
+	snprintf(host, hlen, "localhost");
+	gethostname(host, hlen - 1);
+	host[hlen - 1] = '\0';
+}
+
 const char *artifs_author_default(void)
 {
 	static char buf[256];
 	const char *a = getenv("ARTIFS_AUTHOR");
-	const char *user = getenv("USER");
-	char host[128] = "localhost";
+	char user[128], host[128];
 
 	if (a && *a)
 		return a;
-	if (!user || !*user) {
-		struct passwd *pw = getpwuid(getuid());
-		user = pw ? pw->pw_name : "unknown";
-	}
-	gethostname(host, sizeof(host) - 1);
-	host[sizeof(host) - 1] = '\0';
+	user_host(user, sizeof(user), host, sizeof(host));
 	snprintf(buf, sizeof(buf), "%s@%s", user, host);
 	return buf;
 }
@@ -250,11 +263,52 @@ int artifs_ref_foreach(artifs_store *s, MDB_txn *txn, const char *repo,
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* {"op", "user", "host", ...extra}: extra's keys win except these three. */
+static char *details_json(const char *op, const char *extra)
+{
+	char user[128], host[128];
+	json_t *o = NULL, *d;
+	char *out;
+
+	if (extra && *extra) {
+		json_error_t err;
+		o = json_loads(extra, 0, &err);
+		if (!json_is_object(o)) {
+			json_decref(o);
+			o = NULL;
+		}
+	}
+	d = json_object();
+	user_host(user, sizeof(user), host, sizeof(host));
+	json_object_set_new(d, "op", json_string(op));
+	json_object_set_new(d, "user", json_string(user));
+	json_object_set_new(d, "host", json_string(host));
+	if (o)
+		json_object_update_missing(d, o);
+	out = json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(d);
+	json_decref(o);
+	return out;
+}
+
 int artifs_ref_update(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
 	char kind, const artifs_oid *expect, const artifs_oid *target,
 	const char *author, const char *message)
 {
+	const char *op = kind == ARTIFS_REF_TAG ? "tag" : kind == ARTIFS_REF_ENV ? "promote" :
+		!expect ? "branch" : "commit";
+
+	return artifs_ref_update_ex(s, txn, repo, name, kind, expect, target, author, message, op,
+		NULL, NULL);
+}
+
+int artifs_ref_update_ex(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
+	char kind, const artifs_oid *expect, const artifs_oid *target,
+	const char *author, const char *message, const char *op, const char *details,
+	uint64_t *seq_out)
+{
 	artifs_buf key = { 0 }, log = { 0 };
+	char *det = NULL;
 	artifs_ref cur = { 0 };
 	uint8_t rec[REF_VALSZ] = { 0 }, t[40];
 	int64_t now = (int64_t)time(NULL);
@@ -308,10 +362,17 @@ int artifs_ref_update(artifs_store *s, MDB_txn *txn, const char *repo, const cha
 	memcpy(t, cur.target.id, 16);
 	memcpy(t + 16, target->id, 16);
 	put_le64(t + 32, (uint64_t)now);
+	if (!(det = details_json(op, details))) {
+		rc = artifs_error(-ENOMEM, "out of memory");
+		goto done;
+	}
 	if ((rc = artifs_buf_put(&log, t, 40)) ||
 	    (rc = artifs_buf_put_str(&log, author, strlen(author))) ||
-	    (rc = artifs_buf_put_str(&log, message, strlen(message))))
+	    (rc = artifs_buf_put_str(&log, message, strlen(message))) ||
+	    (rc = artifs_buf_put_str(&log, det, strlen(det))))
 		goto done;
+	if (seq_out)
+		*seq_out = cur.seq + 1;
 	k.mv_data = key.ptr;
 	k.mv_size = key.len;
 	v.mv_data = log.ptr;
@@ -322,9 +383,56 @@ int artifs_ref_update(artifs_store *s, MDB_txn *txn, const char *repo, const cha
 	}
 	rc = artifs_store_refgen_bump(s, txn);
 done:
+	free(det);
 	artifs_buf_release(&key);
 	artifs_buf_release(&log);
 	return rc;
+}
+
+int artifs_ref_note_put(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
+	uint64_t seq, const char *json)
+{
+	artifs_buf key = { 0 };
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = make_key(&key, repo, name, 1, seq)))
+		return rc;
+	k.mv_data = key.ptr;
+	k.mv_size = key.len;
+	v.mv_data = (void *)json;
+	v.mv_size = strlen(json);
+	/* append-only: a note is written once */
+	rc = mdb_put(txn, s->notes, &k, &v, MDB_NOOVERWRITE);
+	if (rc == MDB_KEYEXIST)
+		rc = artifs_error(ARTIFS_EEXISTS, "move %llu of '%s' already has a note",
+			(unsigned long long)seq, name);
+	else if (rc && rc != MDB_MAP_FULL)
+		rc = artifs_error_lmdb(rc, "cannot write note");
+	artifs_buf_release(&key);
+	return rc;
+}
+
+int artifs_ref_note_get(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
+	uint64_t seq, const char **json, size_t *len)
+{
+	artifs_buf key = { 0 };
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = make_key(&key, repo, name, 1, seq)))
+		return rc;
+	k.mv_data = key.ptr;
+	k.mv_size = key.len;
+	rc = mdb_get(txn, s->notes, &k, &v);
+	artifs_buf_release(&key);
+	if (rc == MDB_NOTFOUND)
+		return ARTIFS_ENOTFOUND;
+	if (rc)
+		return artifs_error_lmdb(rc, "cannot read note");
+	*json = v.mv_data;
+	*len = v.mv_size;
+	return 0;
 }
 
 int artifs_reflog_foreach(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
@@ -367,6 +475,12 @@ int artifs_reflog_foreach(artifs_store *s, MDB_txn *txn, const char *repo, const
 		e.author = (const char *)rd_take(&r, e.author_len);
 		e.message_len = rd_le32(&r);
 		e.message = (const char *)rd_take(&r, e.message_len);
+		e.details = NULL;
+		e.details_len = 0;
+		if (!r.err && r.p < r.end) {
+			e.details_len = rd_le32(&r);
+			e.details = (const char *)rd_take(&r, e.details_len);
+		}
 		if (r.err)
 			continue;
 		if ((rc = fn(&e, ctx)))

@@ -37,6 +37,8 @@ typedef struct artifs_reflog_entry {
 	size_t author_len;
 	const char *message;
 	size_t message_len;
+	const char *details;	/* JSON object {"op", "user", "host", ...}; NULL in old records */
+	size_t details_len;
 } artifs_reflog_entry;
 
 /* "datasets/NAME" or "models/NAME", NAME of [A-Za-z0-9._-], 1..100, no leading '.' or '-'. */
@@ -72,6 +74,26 @@ int artifs_ref_foreach(artifs_store *s, MDB_txn *txn, const char *repo,
 int artifs_ref_update(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
 	char kind, const artifs_oid *expect, const artifs_oid *target,
 	const char *author, const char *message);
+
+/*
+ * The same, recording `op` ("commit", "tag", "branch", "promote",
+ * "rollback", ...) and the JSON object `details` (NULL: none; its keys are
+ * kept beside "op", "user" and "host") in the ref log.  *seq_out (may be
+ * NULL) gets the move's sequence number.
+ */
+int artifs_ref_update_ex(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
+	char kind, const artifs_oid *expect, const artifs_oid *target,
+	const char *author, const char *message, const char *op, const char *details,
+	uint64_t *seq_out);
+
+/*
+ * Notes: one JSON document appended to move `seq` of a ref after the move
+ * (post-promote hook results).  A second note for the same move is refused.
+ */
+int artifs_ref_note_put(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
+	uint64_t seq, const char *json);
+int artifs_ref_note_get(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
+	uint64_t seq, const char **json, size_t *len);
 
 /* Ref log of one ref, newest first; fn's entry is valid during the call. */
 int artifs_reflog_foreach(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,

@@ -99,6 +99,7 @@ static int open_dbis(artifs_store *s, MDB_txn *txn, unsigned int flags)
 		{ "repos", offsetof(artifs_store, repos) },
 		{ "refs", offsetof(artifs_store, refs) },
 		{ "reflog", offsetof(artifs_store, reflog) },
+		{ "notes", offsetof(artifs_store, notes) },
 		{ "statcache", offsetof(artifs_store, statcache) },
 	};
 

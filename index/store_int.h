@@ -18,6 +18,7 @@ struct artifs_store {
 	MDB_dbi repos;		/* "datasets/x" -> repo record */
 	MDB_dbi refs;		/* "repo\0name" -> ref record */
 	MDB_dbi reflog;		/* "repo\0name\0" be64 seq -> move record */
+	MDB_dbi notes;		/* "repo\0name\0" be64 seq -> JSON */
 	MDB_dbi statcache;	/* "repo\0branch\0path" -> stat record */
 };
 
