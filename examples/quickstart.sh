@@ -40,6 +40,11 @@ cp "$data/train/rose/0000.png" "$work/v2/train/rose/0004.png"
 echo "train/rose/0004.png,rose,train" >> "$work/v2/labels.csv"
 "$artifs" commit datasets/flowers "$work/v2" -m "add one rose"
 "$artifs" diff datasets/flowers@v1 datasets/flowers@main
+
+# labels: versioned with the data, no file bytes stored again
+"$artifs" label import datasets/flowers "$work/v2/labels.csv" -m "labels from labels.csv"
+"$artifs" label stats datasets/flowers
+"$artifs" ls datasets/flowers --label split=train --label label=rose
 "$artifs" log datasets/flowers
 "$artifs" du datasets/flowers
 "$artifs" fsck
@@ -51,6 +56,9 @@ ls "$work/mnt/datasets/flowers"
 diff -r "$data" "$work/mnt/datasets/flowers/v1"
 diff -r "$work/v2" "$work/mnt/datasets/flowers/main"
 head -3 "$work/mnt/datasets/flowers/main/labels.csv"
+head -2 "$work/mnt/datasets/flowers/main/.labels.jsonl"
+# the train split, one directory per label: what torchvision's ImageFolder wants
+find "$work/mnt/datasets/flowers/main/.labels/split=train/label" -type f | sort
 "$artifs" umount "$work/mnt"
 set +x
 echo "quickstart: ok (store: $ARTIFS_STORE)"
