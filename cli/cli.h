@@ -87,6 +87,68 @@ CLI_CMD(init); CLI_CMD(create); CLI_CMD(repos); CLI_CMD(commit); CLI_CMD(log);
 CLI_CMD(show); CLI_CMD(ls); CLI_CMD(cat); CLI_CMD(checkout); CLI_CMD(tag);
 CLI_CMD(branch); CLI_CMD(diff); CLI_CMD(du); CLI_CMD(fsck); CLI_CMD(gc); CLI_CMD(label);
 
+CLI_CMD(config); CLI_CMD(promote); CLI_CMD(rollback); CLI_CMD(history); CLI_CMD(envs);
+
+/* The store's config file (config.c): ARTIFS_ENOTFOUND when key is unset. */
+int cli_config_get(artifs_store *s, const char *key, char **out);
+int cli_config_bool(artifs_store *s, const char *key, int def);
+
+/* Deployment hooks (hookcall.c). */
+typedef struct cli_hook_info {
+	const char *event;		/* "pre-promote", ... */
+	const char *repo;
+	const char *op;			/* "commit", "tag", "promote", "rollback" */
+	const char *ref;		/* the ref that moves */
+	const char *env;		/* environment, or NULL */
+	const artifs_oid *old_id;	/* NULL or zero: none */
+	const artifs_oid *new_id;
+	const artifs_commit *commit;	/* the new commit when not yet stored, else NULL */
+	const char *reason;
+	int no_verify;
+} cli_hook_info;
+/* The JSON document hooks get on stdin. */
+json_t *cli_hook_doc(artifs_store *s, MDB_txn *txn, const cli_hook_info *h);
+/*
+ * Run the hooks of `event` with doc (stdin and ARTIFS_* variables); a
+ * failing hook's stderr is shown.  *results (may be NULL) gets a JSON array
+ * for the history.  0, or ARTIFS_EHOOK when a hook failed.
+ */
+int cli_hooks_fire(artifs_store *s, const char *event, json_t *doc, json_t **results);
+/* Moving an environment (cmd_promote.c): hooks, the move, the GitOps pin. */
+typedef struct cli_move {
+	const char *repo, *env, *op, *rev, *reason;
+	artifs_oid target;
+	int no_verify;
+	int publish;		/* write the GitOps pin afterwards */
+} cli_move;
+/* EXIT_OK (moved, or already there: *moved 0) or an exit status already reported. */
+int cli_env_move(artifs_store *s, const cli_move *m, int *moved);
+/* Publish ENV's pin; 0 done, 1 not configured, <0 failed; *gj: JSON outcome. */
+int cli_gitops_publish(artifs_store *s, const char *repo, const char *env, const char *reason,
+	const char *op, json_t **gj);
+struct artifs_gitops_config;
+/* Fill c from the config; 0 when gitops.url is unset, 1 when set. */
+int cli_gitops_config(artifs_store *s, struct artifs_gitops_config *c, char **wd);
+void cli_gitops_config_release(struct artifs_gitops_config *c, char *wd);
+CLI_CMD(gitops);
+
+/* pre-commit / post-commit hooks of 'commit' and 'label' (hookcall.c). */
+typedef struct cli_commit_hooks {
+	artifs_store *s;
+	const char *repo, *branch, *op;
+	int no_verify;
+} cli_commit_hooks;
+/* A before_move callback (ctx: cli_commit_hooks). */
+int cli_pre_commit_cb(const artifs_oid *old, const artifs_oid *new_id, const artifs_commit *c,
+	void *ctx);
+void cli_post_commit(cli_commit_hooks *h, const artifs_oid *old, const artifs_oid *new_id);
+/* pre-tag hooks; 0 or ARTIFS_EHOOK (message set). */
+int cli_pre_tag(artifs_store *s, const char *repo, const char *tag, const artifs_oid *id, int no_verify);
+
+/* Tags of commit id in repo (JSON array); *envs: environments it has been in. */
+json_t *cli_commit_tags(artifs_store *s, MDB_txn *txn, const char *repo, const artifs_oid *id,
+	json_t **envs);
+
 /* Label files for 'label import' and 'commit --labels' (label.h). */
 struct artifs_label_edits;
 enum artifs_label_format;

@@ -27,5 +27,5 @@ int cmd_branch(int argc, char **argv)
 	if (argc - optind < 2 || argc - optind > 3)
 		return cli_usage("branch", "usage: artifs branch REPO NAME [REV] | artifs branch REPO --list");
 	return refcmd_create("branch", argv[optind], argv[optind + 1],
-		argc - optind == 3 ? argv[optind + 2] : "main", ARTIFS_REF_BRANCH);
+		argc - optind == 3 ? argv[optind + 2] : "main", ARTIFS_REF_BRANCH, 0);
 }

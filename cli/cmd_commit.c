@@ -28,12 +28,15 @@ int cmd_commit(int argc, char **argv)
 		{ "no-cache", no_argument, NULL, 'n' },
 		{ "labels", required_argument, NULL, 'L' },
 		{ "labels-format", required_argument, NULL, 'F' },
+		{ "no-verify", no_argument, NULL, 'V' },
 		{ 0 },
 	};
 	artifs_snapshot_opts so = ARTIFS_SNAPSHOT_OPTS_INIT;
 	artifs_snapshot_stats st;
 	enum artifs_label_format lfmt = ARTIFS_LABELS_AUTO;
 	artifs_label_edits edits;
+	cli_commit_hooks hooks = { 0 };
+	artifs_oid old = { { 0 } };
 	const char *labels = NULL;
 	artifs_meta *meta = NULL;
 	size_t nmeta = 0;
@@ -51,6 +54,9 @@ int cmd_commit(int argc, char **argv)
 		switch (o) {
 		case 'L':
 			labels = optarg;
+			break;
+		case 'V':
+			hooks.no_verify = 1;
 			break;
 		case 'F':
 			if (cli_label_format(optarg, &lfmt)) {
@@ -134,6 +140,22 @@ int cmd_commit(int argc, char **argv)
 	so.progress = cli_progress_cb;
 	so.warn = warn_cb;
 	so.ctx = &prog;
+	hooks.s = s;
+	hooks.repo = sp.repo;
+	hooks.branch = sp.ref;
+	hooks.op = "commit";
+	so.before_move = cli_pre_commit_cb;
+	so.move_ctx = &hooks;
+	{
+		/* the head before, for the hooks' diff */
+		MDB_txn *txn;
+		artifs_ref ref;
+		if (!artifs_rtxn_begin(s, &txn)) {
+			if (!artifs_ref_get(&ref, s, txn, sp.repo, sp.ref))
+				old = ref.target;
+			mdb_txn_abort(txn);
+		}
+	}
 	t0 = cli_now();
 	rc = artifs_snapshot_dir(&id, s, sp.repo, sp.ref, argv[optind + 1], &so, &st);
 	cli_progress_done(&prog);
@@ -145,6 +167,9 @@ int cmd_commit(int argc, char **argv)
 		goto done;
 	}
 	printf("%s\n", artifs_oid_fmt(hex, &id));
+	fflush(stdout);
+	if (st.created)
+		cli_post_commit(&hooks, &old, &id);
 	if (isatty(STDERR_FILENO) || getenv("ARTIFS_VERBOSE")) {
 		double dt = cli_now() - t0;
 		char b1[32], b2[32], b3[32];

@@ -5,6 +5,7 @@
 #include "commit.h"
 #include "error.h"
 #include "label.h"
+#include "ref.h"
 #include "tree.h"
 
 #include <errno.h>
@@ -41,9 +42,11 @@ int cli_label_file(artifs_label_edits *e, const char *file, enum artifs_label_fo
 
 /* Commit edits to a branch and print the resulting head. */
 static int commit_edits(const cli_spec *sp, artifs_label_edits *e, const char *msg,
-	const char *author)
+	const char *author, int no_verify)
 {
-	artifs_label_commit_opts o = { msg, author };
+	artifs_label_commit_opts o = { msg, author, cli_pre_commit_cb, NULL };
+	cli_commit_hooks hooks = { 0 };
+	artifs_oid old = { { 0 } };
 	artifs_label_commit_stats st;
 	artifs_store *s = NULL;
 	artifs_oid id;
@@ -55,11 +58,31 @@ static int commit_edits(const cli_spec *sp, artifs_label_edits *e, const char *m
 		return cli_usage("label", "give REPO[@BRANCH] without a path; the path is its own argument");
 	if ((rc = cli_open_store(&s, 0)))
 		return rc;
+	hooks.s = s;
+	hooks.repo = sp->repo;
+	hooks.branch = sp->ref;
+	hooks.op = "label";
+	hooks.no_verify = no_verify;
+	o.move_ctx = &hooks;
+	{
+		MDB_txn *txn;
+		artifs_ref ref;
+		if (!artifs_rtxn_begin(s, &txn)) {
+			if (!artifs_ref_get(&ref, s, txn, sp->repo, sp->ref))
+				old = ref.target;
+			mdb_txn_abort(txn);
+		}
+	}
 	rc = artifs_label_commit(&id, s, sp->repo, sp->ref, e, &o, &st);
-	artifs_store_free(s);
-	if (rc)
+	if (rc) {
+		artifs_store_free(s);
 		return cli_fail_rc(rc);
+	}
 	printf("%s\n", artifs_oid_fmt(hex, &id));
+	fflush(stdout);
+	if (st.created)
+		cli_post_commit(&hooks, &old, &id);
+	artifs_store_free(s);
 	if (!st.created)
 		fprintf(stderr, "artifs: nothing changed; %s@%s stays at %s\n", sp->repo, sp->ref, hex);
 	else if (isatty(STDERR_FILENO) || getenv("ARTIFS_VERBOSE"))
@@ -76,9 +99,11 @@ static int label_import(int argc, char **argv)
 		{ "format", required_argument, NULL, 'f' },
 		{ "replace", no_argument, NULL, 'r' },
 		{ "author", required_argument, NULL, 'a' },
+		{ "no-verify", no_argument, NULL, 'V' },
 		{ 0 },
 	};
 	enum artifs_label_format fmt = ARTIFS_LABELS_AUTO;
+	int no_verify = 0;
 	artifs_label_edits e;
 	cli_spec sp = { 0 };
 	const char *msg = NULL, *author = NULL;
@@ -89,6 +114,8 @@ static int label_import(int argc, char **argv)
 	while ((o = getopt_long(argc, argv, "m:", opts, NULL)) != -1) {
 		if (o == 'm') {
 			msg = optarg;
+		} else if (o == 'V') {
+			no_verify = 1;
 		} else if (o == 'a') {
 			author = optarg;
 		} else if (o == 'r') {
@@ -114,7 +141,7 @@ static int label_import(int argc, char **argv)
 		snprintf(defmsg, sizeof(defmsg), "label import %s", e.source);
 		msg = defmsg;
 	}
-	rc = commit_edits(&sp, &e, msg, author);
+	rc = commit_edits(&sp, &e, msg, author, no_verify);
 out:
 	cli_spec_release(&sp);
 	artifs_label_edits_release(&e);
@@ -127,13 +154,14 @@ static int label_edit(int argc, char **argv, int set)
 	static const struct option opts[] = {
 		{ "message", required_argument, NULL, 'm' },
 		{ "author", required_argument, NULL, 'a' },
+		{ "no-verify", no_argument, NULL, 'V' },
 		{ 0 },
 	};
 	artifs_label_edits e;
 	cli_spec sp = { 0 };
 	const char *msg = NULL, *author = NULL, *path;
 	char defmsg[512];
-	int o, rc;
+	int o, rc, no_verify = 0;
 
 	artifs_label_edits_init(&e);
 	while ((o = getopt_long(argc, argv, "m:", opts, NULL)) != -1) {
@@ -141,6 +169,8 @@ static int label_edit(int argc, char **argv, int set)
 			msg = optarg;
 		else if (o == 'a')
 			author = optarg;
+		else if (o == 'V')
+			no_verify = 1;
 		else
 			return cli_usage("label", "unknown option");
 	}
@@ -172,7 +202,7 @@ static int label_edit(int argc, char **argv, int set)
 		snprintf(defmsg, sizeof(defmsg), "label %s %s", set ? "set" : "rm", path);
 		msg = defmsg;
 	}
-	rc = commit_edits(&sp, &e, msg, author);
+	rc = commit_edits(&sp, &e, msg, author, no_verify);
 out:
 	cli_spec_release(&sp);
 	artifs_label_edits_release(&e);

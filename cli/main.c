@@ -90,6 +90,46 @@ static const cli_cmd commands[] = {
 	  "labelled file below a directory; stats prints KEY<TAB>VALUE<TAB>COUNT and\n"
 	  "a total line.  In a mount, labels are xattrs (user.label.KEY), every version\n"
 	  "has .labels.jsonl and .labels/ views (see README).\n" },
+	{ "promote", cmd_promote, "REPO REV ENV [-m REASON] [--no-verify]",
+	  "move environment ENV (dev, staging, production...) to REV",
+	  "REV: a tag, branch, commit-id prefix or another environment (staging ->\n"
+	  "production).  The environment is created on its first promotion; it is a\n"
+	  "ref like branches and tags (same namespace), readable as REPO@ENV and as\n"
+	  "MOUNT/KIND/NAME/ENV/, and only promote and rollback move it.\n"
+	  "Order: pre-promote hooks (any failure, kill or timeout refuses the\n"
+	  "promotion), the move (compare-and-swap: of two concurrent promotions of one\n"
+	  "environment one fails and changes nothing), post-promote hooks (failures\n"
+	  "are reported and recorded, the move stands), then the GitOps pin when\n"
+	  "gitops.url is set.  Prints the commit id.\n"
+	  "  -m, --message REASON  why (kept in the history and the GitOps commit)\n"
+	  "  --no-verify           skip the pre-promote hooks (recorded in the history)\n" },
+	{ "rollback", cmd_rollback, "REPO ENV [--to REV] [-m REASON] [--no-verify]",
+	  "move ENV back to its previous version",
+	  "Without --to: the version ENV had before the move that brought it to its\n"
+	  "current version (rollbacks are skipped, so rolling back twice goes two\n"
+	  "versions back).  Runs the promote hooks (operation \"rollback\") and\n"
+	  "publishes like promote.\n" },
+	{ "history", cmd_history, "REPO [ENV] [--all] [--json]", "every move of environments, newest first",
+	  "Time, ref, operation (promote, rollback, reconcile), from, to, who (author,\n"
+	  "user, host), reason, hook results (pre and post), --no-verify, GitOps\n"
+	  "outcome.  --all includes branches and tags.  The log is append-only.\n" },
+	{ "envs", cmd_envs, "REPO [--json]", "environments and the commits they point at", "" },
+	{ "config", cmd_config, "KEY [VALUE] | --unset KEY | --list", "read or set the store's configuration",
+	  "STORE/config, git-config syntax.  Keys:\n"
+	  "  hooks.timeout   seconds a hook may run (default 60)\n"
+	  "  gitops.url      GitOps repository (local path or URL); unset: no publishing\n"
+	  "  gitops.branch   default main\n"
+	  "  gitops.path     pin path template, default environments/{env}/{kind}/{name}.json\n"
+	  "                  ({kind}: models or datasets; also {repo})\n"
+	  "  gitops.author   \"Name <email>\" of GitOps commits\n"
+	  "  gitops.push     true (default) or false\n" },
+	{ "gitops", cmd_gitops, "publish REPO [ENV...] | reconcile [--dry-run] [--no-verify]",
+	  "write environment pins to git, or move environments to the pins in git",
+	  "publish: write the pin file of each environment (all by default) and commit\n"
+	  "and push it; use it after a publish failed.  reconcile: fetch the GitOps\n"
+	  "branch and promote every environment to the commit its pin names (pre- and\n"
+	  "post-promote hooks run), so that a merged pull request promotes; it is\n"
+	  "idempotent and prints what moved.\n" },
 	{ "du", cmd_du, "[REPO] [--json]", "logical bytes vs stored bytes",
 	  "Logical: the sum over every commit of its files' sizes (what full copies would\n"
 	  "cost).  Stored: the unique chunk bytes those commits reach.\n" },

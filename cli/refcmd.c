@@ -57,7 +57,8 @@ out:
 	return rc;
 }
 
-int refcmd_create(const char *cmd, const char *repo, const char *name, const char *rev, char kind)
+int refcmd_create(const char *cmd, const char *repo, const char *name, const char *rev, char kind,
+	int no_verify)
 {
 	artifs_store *s = NULL;
 	MDB_txn *txn = NULL;
@@ -72,6 +73,21 @@ int refcmd_create(const char *cmd, const char *repo, const char *name, const cha
 			"no leading '.' or '-'; at most %d)", artifs_ref_kind_name(kind), name, ARTIFS_REF_NAME_MAX);
 	if ((rc = cli_open_store(&s, 0)))
 		return rc;
+	if (kind == ARTIFS_REF_TAG) {
+		/* pre-tag hooks see the commit; a re-tag of the same commit is a no-op */
+		artifs_ref cur;
+		if ((rc = artifs_rtxn_begin(s, &txn)) || (rc = artifs_rev_parse(&id, s, txn, repo, rev))) {
+			rc = cli_fail_rc(rc);
+			goto out;
+		}
+		rc = artifs_ref_get(&cur, s, txn, repo, name);
+		mdb_txn_abort(txn);
+		txn = NULL;
+		if ((rc || artifs_oid_cmp(&cur.target, &id)) && (rc = cli_pre_tag(s, repo, name, &id, no_verify))) {
+			rc = cli_fail_rc(rc);
+			goto out;
+		}
+	}
 	if ((rc = artifs_wtxn_begin(s, (size_t)1 << 20, &txn)) ||
 	    (rc = artifs_rev_parse(&id, s, txn, repo, rev))) {
 		rc = cli_fail_rc(rc);

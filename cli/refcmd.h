@@ -5,6 +5,8 @@
 #include "ref.h"
 
 int refcmd_list(const char *cmd, const char *repo, char kind, int json);
-int refcmd_create(const char *cmd, const char *repo, const char *name, const char *rev, char kind);
+/* no_verify: skip pre-tag hooks (tags only). */
+int refcmd_create(const char *cmd, const char *repo, const char *name, const char *rev, char kind,
+	int no_verify);
 
 #endif

@@ -25,6 +25,8 @@ const char *artifs_strerror(int code)
 	case ARTIFS_EBUSY: return "store is busy";
 	case ARTIFS_EIMMUTABLE: return "tags are immutable";
 	case ARTIFS_ELMDB: return "database error";
+	case ARTIFS_EHOOK: return "refused by a hook";
+	case ARTIFS_EGITOPS: return "GitOps repository operation failed";
 	default:
 		if (code < 0 && code > -4096)
 			return strerror(-code);

@@ -27,6 +27,8 @@ enum artifs_error_code {
 	ARTIFS_EBUSY = -10011,      /* another process holds the store lock */
 	ARTIFS_EIMMUTABLE = -10012, /* a tag cannot move */
 	ARTIFS_ELMDB = -10013,      /* an LMDB failure; the detail names it */
+	ARTIFS_EHOOK = -10014,      /* a hook refused the operation */
+	ARTIFS_EGITOPS = -10015,    /* publishing to or reading the GitOps repository failed */
 };
 
 /* A short generic text for a code; never NULL. */

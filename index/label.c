@@ -15,6 +15,7 @@
 #include "commit.h"
 #include "error.h"
 #include "ref.h"
+#include "snapshot.h"
 #include "store_int.h"
 #include "tree.h"
 
@@ -869,6 +870,9 @@ int artifs_label_commit(artifs_oid *out, artifs_store *s, const char *repo, cons
 	c.commit.repo = (char *)repo;
 	c.commit.author = (char *)(o && o->author ? o->author : artifs_author_default());
 	c.commit.message = (char *)(o && o->message && *o->message ? o->message : "relabel");
+	if (o && o->before_move &&
+	    (rc = artifs_commit_before_move(w, &c.head, &c.commit, o->before_move, o->move_ctx)))
+		goto done;
 	if ((rc = artifs_writer_finish(w, lc_finish, &c)))
 		goto done;
 	st->created = 1;

@@ -19,6 +19,8 @@
 #include "store.h"
 #include "writer.h"
 
+struct artifs_commit;
+
 #define ARTIFS_LABEL_KEY_MAX 128	/* bytes */
 #define ARTIFS_LABEL_VALUE_MAX 4096	/* bytes */
 #define ARTIFS_LABELS_PER_FILE_MAX 256
@@ -139,6 +141,10 @@ int artifs_labels_manifest(artifs_writer *w, const artifs_oid *root, artifs_oid 
 typedef struct artifs_label_commit_opts {
 	const char *message;		/* NULL or "": a default naming the edit */
 	const char *author;		/* NULL: artifs_author_default() */
+	/* as in artifs_snapshot_opts: pre-commit hooks; non-zero refuses */
+	int (*before_move)(const artifs_oid *old, const artifs_oid *new_id,
+		const struct artifs_commit *c, void *ctx);
+	void *move_ctx;
 } artifs_label_commit_opts;
 
 typedef struct artifs_label_commit_stats {

@@ -540,6 +540,23 @@ static int finish(MDB_txn *txn, void *ctx)
 	return 0;
 }
 
+/* Make the new trees readable, work out the commit's id, ask the caller. */
+int artifs_commit_before_move(artifs_writer *w, const artifs_oid *head, const artifs_commit *c,
+	int (*fn)(const artifs_oid *, const artifs_oid *, const artifs_commit *, void *), void *ctx)
+{
+	artifs_buf rec = { 0 };
+	artifs_oid id;
+	int rc;
+
+	if ((rc = artifs_writer_flush(w)) || (rc = artifs_commit_encode(&rec, c)))
+		goto done;
+	artifs_oid_hash(&id, rec.ptr, rec.len);
+	rc = fn(head, &id, c, ctx);
+done:
+	artifs_buf_release(&rec);
+	return rc;
+}
+
 static int meta_equal(const artifs_commit *parent, const artifs_snapshot_opts *o)
 {
 	if (parent->nmeta != o->nmeta)
@@ -671,6 +688,9 @@ int artifs_snapshot_dir(artifs_oid *out, artifs_store *s, const char *repo, cons
 	sn.commit.nmeta = o->nmeta;
 	sn.commit.meta = (artifs_meta *)o->meta;
 	sn.create = 1;
+	if (o->before_move &&
+	    (rc = artifs_commit_before_move(sn.w, &sn.head, &sn.commit, o->before_move, o->move_ctx)))
+		goto done;
 	if ((rc = artifs_writer_finish(sn.w, finish, &sn)))
 		goto done;
 	stats->created = 1;

@@ -35,9 +35,17 @@ typedef struct artifs_snapshot_opts {
 	void *ctx;
 	/* label edits applied on top of the labels carried over (label.h) */
 	struct artifs_label_edits *labels;
+	/*
+	 * Called when the new commit is known and its trees are readable, just
+	 * before the branch moves (pre-commit hooks); a non-zero return is
+	 * returned and the branch stays.  old is the head (zero: none).
+	 */
+	int (*before_move)(const artifs_oid *old, const artifs_oid *new_id, const artifs_commit *c,
+		void *ctx);
+	void *move_ctx;
 } artifs_snapshot_opts;
 
-#define ARTIFS_SNAPSHOT_OPTS_INIT { ARTIFS_SNAPSHOT_OPTS_VERSION, "", NULL, NULL, 0, 0, 0, NULL, NULL, NULL, NULL }
+#define ARTIFS_SNAPSHOT_OPTS_INIT { ARTIFS_SNAPSHOT_OPTS_VERSION, "", NULL, NULL, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL }
 
 typedef struct artifs_snapshot_stats {
 	uint64_t files, dirs, links, skipped;
@@ -65,5 +73,13 @@ typedef struct artifs_snapshot_stats {
  */
 int artifs_snapshot_dir(artifs_oid *out, artifs_store *s, const char *repo, const char *branch,
 	const char *dir, const artifs_snapshot_opts *opts, artifs_snapshot_stats *stats);
+
+/*
+ * Shared with label.c: flush w, compute c's id and call fn(head, id, c,
+ * ctx) (the before_move callback of a commit).
+ */
+struct artifs_writer;
+int artifs_commit_before_move(struct artifs_writer *w, const artifs_oid *head, const artifs_commit *c,
+	int (*fn)(const artifs_oid *, const artifs_oid *, const artifs_commit *, void *), void *ctx);
 
 #endif

@@ -236,7 +236,7 @@ static void add(artifs_label_edits *e, const char *path, const char *k, const ch
 static void test_apply_and_commit(void **state)
 {
 	test_env *env = *state;
-	artifs_label_commit_opts o = { "relabel", NULL };
+	artifs_label_commit_opts o = { "relabel", NULL, NULL, NULL };
 	artifs_label_commit_stats st;
 	artifs_label_edits e;
 	artifs_oid c1, c2, c3, c4, head;
