@@ -54,7 +54,8 @@ mkdir "$work/mnt"
 "$artifs" mount "$work/mnt"
 ls "$work/mnt/datasets/flowers"
 diff -r "$data" "$work/mnt/datasets/flowers/v1"
-diff -r "$work/v2" "$work/mnt/datasets/flowers/main"
+# the generated .labels.jsonl is the one entry the source does not have
+diff -r -x .labels.jsonl "$work/v2" "$work/mnt/datasets/flowers/main"
 head -3 "$work/mnt/datasets/flowers/main/labels.csv"
 head -2 "$work/mnt/datasets/flowers/main/.labels.jsonl"
 # the train split, one directory per label: what torchvision's ImageFolder wants
