@@ -22,6 +22,7 @@
 #include "ref.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <git2.h>
@@ -36,6 +37,7 @@
 #include <unistd.h>
 
 #define ISO_FMT "%Y-%m-%dT%H:%M:%SZ"
+#define ORIGIN_FETCHSPEC "+refs/heads/*:refs/remotes/origin/*"
 
 static char *fmt_str(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *fmt_str(const char *fmt, ...)
@@ -346,6 +348,7 @@ struct gctx {
 	int inited;		/* git_libgit2_init() done */
 	git_repository *repo;
 	git_remote *remote;	/* origin; NULL when there is none and no url */
+	int known;		/* the clone was last fetched from this url */
 	int auth;		/* the remote asked for credentials */
 	char rejected[256];	/* status of a ref update the remote refused */
 };
@@ -468,57 +471,104 @@ static void gctx_end(struct gctx *g)
 	free(g->lock_path);
 }
 
-/* Look up origin, creating it or pointing it at the configured url. */
-static int set_origin(struct gctx *g)
+/*
+ * origin is built in memory from the configured url, never looked up from
+ * the clone's config, and without insteadOf rewriting: in libgit2 1.5.1
+ * git_remote_lookup(), git_remote_create() and git_clone() scan the config
+ * for url.*.insteadOf with git_regexp_match(), which leaks its PCRE2 match
+ * data on every entry that does not match (fixed upstream by libgit2 pull
+ * request #6382, in 1.6).  The url of the last successful fetch is written
+ * to remote.origin.url, so that a person can run git in the clone too.
+ */
+static int make_remote(struct gctx *g)
 {
-	const char *url = g->c->url;
-	int grc = git_remote_lookup(&g->remote, g->repo, "origin");
+	git_remote_create_options o;
+	git_config *cfg = NULL;
+	const char *was;
 
-	if (grc == GIT_ENOTFOUND) {
-		if (!url)
-			return 0;
-		grc = git_remote_create(&g->remote, g->repo, "origin", url);
-	} else if (!grc && url && strcmp(git_remote_url(g->remote) ? git_remote_url(g->remote) : "", url)) {
-		git_remote_free(g->remote);
-		g->remote = NULL;
-		if (!(grc = git_remote_set_url(g->repo, "origin", url)))
-			grc = git_remote_lookup(&g->remote, g->repo, "origin");
-	}
-	if (grc)
-		return git_fail(g, "cannot set up remote 'origin' of '%s'", g->c->workdir);
+	git_remote_create_options_init(&o, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+	o.repository = g->repo;
+	o.fetchspec = ORIGIN_FETCHSPEC;
+	o.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF;
+	if (git_remote_create_with_opts(&g->remote, g->c->url, &o))
+		return git_fail(g, "gitops url '%s'", g->c->url);
+	if (!git_repository_config_snapshot(&cfg, g->repo) &&
+	    !git_config_get_string(&was, cfg, "remote.origin.url"))
+		g->known = !strcmp(was, g->c->url);
+	git_config_free(cfg);
 	return 0;
 }
 
-/* Open the managed clone, or clone url into it; *cloned tells which. */
-static int open_clone(struct gctx *g, int *cloned)
+/* The clone now mirrors url: record it (see make_remote()). */
+static int record_origin(struct gctx *g)
+{
+	git_config *cfg = NULL;
+	git_config_entry *e = NULL;
+	int rc = 0, grc;
+
+	if (g->known)
+		return 0;
+	if (git_repository_config(&cfg, g->repo) ||
+	    git_config_set_string(cfg, "remote.origin.url", g->c->url) ||
+	    ((grc = git_config_get_entry(&e, cfg, "remote.origin.fetch")) == GIT_ENOTFOUND &&
+	     git_config_set_string(cfg, "remote.origin.fetch", ORIGIN_FETCHSPEC)))
+		rc = git_fail(g, "cannot write the config of '%s'", g->c->workdir);
+	else
+		g->known = 1;
+	git_config_entry_free(e);
+	git_config_free(cfg);
+	return rc;
+}
+
+/* Is directory `path` missing or empty?  (An error says why not.) */
+static int dir_unused(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	int rc = 0;
+
+	if (!d)
+		return errno == ENOENT ? 0 :
+			artifs_error(-errno, "cannot read '%s': %s", path, strerror(errno));
+	while (!rc && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			rc = artifs_error(ARTIFS_EGITOPS,
+				"gitops workdir '%s' exists but is not a git clone; move it away or choose another",
+				path);
+	closedir(d);
+	return rc;
+}
+
+/*
+ * Open the managed clone, or create it: an empty repository with HEAD on
+ * BRANCH, filled by the first fetch (a clone without git_clone(), see
+ * make_remote()).
+ */
+static int open_clone(struct gctx *g)
 {
 	const char *wd = g->c->workdir;
-	git_clone_options o;
-	int grc;
+	git_repository_init_options io;
+	int grc, rc;
 
-	*cloned = 0;
-	/* the *_init() functions, not the INIT macros: those trip -Wmissing-field-initializers */
-	git_clone_options_init(&o, GIT_CLONE_OPTIONS_VERSION);
 	grc = git_repository_open_ext(&g->repo, wd, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
-	if (!grc) {
-		if (git_repository_is_bare(g->repo))
-			return artifs_error(ARTIFS_EGITOPS,
-				"'%s' is a bare repository; the gitops workdir must be a clone artifs manages", wd);
-		return set_origin(g);
-	}
-	if (grc != GIT_ENOTFOUND)
+	if (grc == GIT_ENOTFOUND) {
+		if (!g->c->url)
+			return artifs_error(ARTIFS_ENOTFOUND, "no gitops clone at '%s' and no url to clone", wd);
+		if ((rc = dir_unused(wd)))
+			return rc;
+		/* the *_init() functions: the INIT macros trip -Wmissing-field-initializers */
+		git_repository_init_options_init(&io, GIT_REPOSITORY_INIT_OPTIONS_VERSION);
+		io.flags = GIT_REPOSITORY_INIT_MKPATH | GIT_REPOSITORY_INIT_NO_REINIT;
+		io.initial_head = g->local_ref;
+		if (git_repository_init_ext(&g->repo, wd, &io))
+			return git_fail(g, "cannot create the gitops clone '%s'", wd);
+	} else if (grc) {
 		return git_fail(g, "cannot open the gitops clone '%s'", wd);
-	if (!g->c->url)
-		return artifs_error(ARTIFS_ENOTFOUND, "no gitops clone at '%s' and no url to clone", wd);
-	/* the branch is checked out by sync_branch(): it may not exist yet */
-	o.checkout_opts.checkout_strategy = GIT_CHECKOUT_NONE;
-	callbacks_init(&o.fetch_opts.callbacks, g);
-	if ((grc = git_clone(&g->repo, g->c->url, wd, &o)))
-		return git_fail(g, "cannot clone '%s' into '%s'", g->c->url, wd);
-	*cloned = 1;
-	if ((grc = git_remote_lookup(&g->remote, g->repo, "origin")))
-		return git_fail(g, "cannot find remote 'origin' in '%s'", wd);
-	return 0;
+	} else if (git_repository_is_bare(g->repo)) {
+		return artifs_error(ARTIFS_EGITOPS,
+			"'%s' is a bare repository; the gitops workdir must be a clone artifs manages", wd);
+	}
+	return g->c->url ? make_remote(g) : 0;
 }
 
 static int fetch(struct gctx *g)
@@ -528,9 +578,20 @@ static int fetch(struct gctx *g)
 	git_fetch_options_init(&o, GIT_FETCH_OPTIONS_VERSION);
 	callbacks_init(&o.callbacks, g);
 	o.prune = GIT_FETCH_PRUNE;
-	if (git_remote_fetch(g->remote, NULL, &o, "artifs: fetch"))
-		return git_fail(g, "cannot fetch from '%s'", git_remote_url(g->remote));
-	return 0;
+	if (git_remote_fetch(g->remote, NULL, &o, "artifs: fetch")) {
+		const char *u = g->c->url, *path = NULL;
+		struct stat st;
+
+		/* libgit2 calls a missing local path an "unsupported URL protocol" */
+		if (!strncmp(u, "file://", 7))
+			path = u + 7;
+		else if (!strchr(u, ':'))
+			path = u;
+		if (path && stat(path, &st))
+			return artifs_error(ARTIFS_EGITOPS, "cannot fetch from '%s': %s", u, strerror(errno));
+		return git_fail(g, "cannot fetch from '%s'", u);
+	}
+	return record_origin(g);
 }
 
 /* The commit ref `name` points at; *out NULL when there is no such ref. */
@@ -560,6 +621,7 @@ static int sync_branch(struct gctx *g, int keep_ahead)
 	git_commit *remote = NULL, *local = NULL, *target;
 	git_reference *ref = NULL;
 	git_index *idx = NULL;
+	git_tree *tree = NULL;
 	int rc;
 
 	if ((rc = ref_commit(&remote, g, g->remote_ref)) || (rc = ref_commit(&local, g, g->local_ref)))
@@ -572,9 +634,16 @@ static int sync_branch(struct gctx *g, int keep_ahead)
 		git_checkout_options co;
 
 		git_checkout_options_init(&co, GIT_CHECKOUT_OPTIONS_VERSION);
-		/* baseline: the old HEAD, so files it had and target lacks go */
+		/*
+		 * As git_reset(GIT_RESET_HARD), but for a branch HEAD may not
+		 * be on yet: check out against the old HEAD (so files it had
+		 * and target lacks go), then take the index from the tree
+		 * (dropping entries staged by an interrupted publish).
+		 */
 		co.checkout_strategy = GIT_CHECKOUT_FORCE;
 		if (git_checkout_tree(g->repo, (const git_object *)target, &co) ||
+		    git_commit_tree(&tree, target) || git_repository_index(&idx, g->repo) ||
+		    git_index_read_tree(idx, tree) || git_index_write(idx) ||
 		    git_reference_create(&ref, g->repo, g->local_ref, git_commit_id(target), 1, "artifs: reset")) {
 			rc = git_fail(g, "cannot reset '%s' in '%s'", g->local_ref, g->c->workdir);
 			goto done;
@@ -587,6 +656,7 @@ static int sync_branch(struct gctx *g, int keep_ahead)
 	if (!target && (git_repository_index(&idx, g->repo) || git_index_clear(idx) || git_index_write(idx)))
 		rc = git_fail(g, "cannot reset the index of '%s'", g->c->workdir);
 done:
+	git_tree_free(tree);
 	git_index_free(idx);
 	git_reference_free(ref);
 	git_commit_free(remote);
@@ -628,13 +698,15 @@ static int write_file(const char *wd, const char *path, const char *data, size_t
 		}
 		off += (size_t)w;
 	}
-	if (fchmod(fd, 0644) || close(fd)) {
-		fd = -1;
+	if (fchmod(fd, 0644)) {
 		rc = artifs_error(-errno, "cannot write '%s': %s", tmp, strerror(errno));
 		goto done;
 	}
+	rc = close(fd);
 	fd = -1;
-	if (rename(tmp, full))
+	if (rc)
+		rc = artifs_error(-errno, "cannot write '%s': %s", tmp, strerror(errno));
+	else if (rename(tmp, full))
 		rc = artifs_error(-errno, "cannot rename '%s' to '%s': %s", tmp, full, strerror(errno));
 done:
 	if (fd >= 0)
@@ -813,7 +885,7 @@ int artifs_gitops_publish(const artifs_gitops_config *c, const artifs_pin *pin, 
 	git_signature *sig = NULL;
 	char *path = NULL, *data = NULL, *text = NULL;
 	git_oid head;
-	int rc, cloned;
+	int rc;
 
 	if (!c->url || !*c->url)
 		return artifs_error(ARTIFS_EINVAL, "gitops: no repository url to publish to");
@@ -831,8 +903,8 @@ int artifs_gitops_publish(const artifs_gitops_config *c, const artifs_pin *pin, 
 	}
 	if ((rc = gctx_begin(&g, c)))
 		goto done;
-	if ((rc = make_signature(&sig, c->author)) || (rc = open_clone(&g, &cloned)) ||
-	    (!cloned && (rc = fetch(&g))) || (rc = sync_branch(&g, !c->push)) ||
+	if ((rc = make_signature(&sig, c->author)) || (rc = open_clone(&g)) || (rc = fetch(&g)) ||
+	    (rc = sync_branch(&g, !c->push)) ||
 	    (rc = apply_pin(&g, path, data, sig, text, &head)))
 		goto done;
 	for (int retry = 0; c->push && need_push(&g, &head); retry++) {
@@ -1014,7 +1086,7 @@ int artifs_gitops_read_pins(const artifs_gitops_config *c,
 	git_commit *tip = NULL;
 	git_tree *tree = NULL;
 	const char *from;
-	int rc, cloned = 0;
+	int rc;
 
 	memset(&w, 0, sizeof(w));
 	w.g = &g;
@@ -1023,11 +1095,11 @@ int artifs_gitops_read_pins(const artifs_gitops_config *c,
 	w.ctx = ctx;
 	if ((rc = tmpl_check(w.tmpl)))
 		return rc;
-	if ((rc = gctx_begin(&g, c)) || (rc = open_clone(&g, &cloned)))
+	if ((rc = gctx_begin(&g, c)) || (rc = open_clone(&g)))
 		goto done;
-	/* unreachable remote: read what the last fetch brought */
-	if (g.remote && !cloned)
-		(void)fetch(&g);
+	/* an unreachable remote: read what the last fetch from it brought */
+	if (g.remote && (rc = fetch(&g)) && !g.known)
+		goto done;
 	from = g.remote_ref;
 	if ((rc = ref_commit(&tip, &g, from)))
 		goto done;
@@ -1043,12 +1115,13 @@ int artifs_gitops_read_pins(const artifs_gitops_config *c,
 	if (git_tree_walk(tree, GIT_TREEWALK_PRE, walk_cb, &w) && !w.rc)
 		w.rc = git_fail(&g, "cannot walk '%s'", from);
 	rc = w.rc;
+	from += strlen(from == g.remote_ref ? "refs/remotes/" : "refs/heads/");
 	if (!rc && w.nbad)
 		rc = w.nbad > 1 ?
-			artifs_error(ARTIFS_EGITOPS, "malformed pin file '%s' on '%s': %s (and %zu more)",
+			artifs_error(ARTIFS_EGITOPS, "malformed pin file '%s' on branch '%s': %s (and %zu more)",
 				w.bad_path, from, w.bad_why, w.nbad - 1) :
-			artifs_error(ARTIFS_EGITOPS, "malformed pin file '%s' on '%s': %s", w.bad_path, from,
-				w.bad_why);
+			artifs_error(ARTIFS_EGITOPS, "malformed pin file '%s' on branch '%s': %s", w.bad_path,
+				from, w.bad_why);
 done:
 	git_tree_free(tree);
 	git_commit_free(tip);

@@ -9,8 +9,11 @@
  * so local edits there are lost.  Operations on one workdir are serialised
  * by flock() on WORKDIR.lock (a sibling file), across processes.
  *
- * All git work goes through libgit2 (no git executable).  Remotes may be
- * local paths, file:// URLs or network URLs; no credentials are supplied:
+ * All git work goes through libgit2 (no git executable).  The remote is
+ * always the configured url: the clone's own remote.origin.* and
+ * url.*.insteadOf settings are not used.  Remotes may be local paths
+ * (bare repositories), file:// URLs or network URLs; no credentials are
+ * supplied:
  * GIT_* environment variables, credential helpers and ssh agents are not
  * used, so a remote that asks for authentication fails with ARTIFS_EGITOPS.
  * Git failures are ARTIFS_EGITOPS with libgit2's message as detail.
@@ -102,8 +105,9 @@ int artifs_gitops_publish(const artifs_gitops_config *c, const artifs_pin *pin, 
 	char out_commit[41]);
 
 /*
- * Reconcile input: fetch when url is set (a failing fetch is not an error:
- * the last fetched state is read, unless there is no clone yet), then read
+ * Reconcile input: fetch when url is set (a failing fetch is not an error
+ * when the clone was fetched from that url before: what that fetch brought
+ * is read), then read
  * every file of origin/BRANCH (the local branch when the remote has none;
  * nothing when neither exists) whose path matches the template's shape,
  * and call fn for each good pin.  The pin's strings are valid during the

@@ -198,9 +198,9 @@ static void test_pin_path(void **state)
 	assert_ok(artifs_gitops_pin_path(&p, &c, "models/m", "production"));
 	assert_string_equal(p, "environments/production/models/m.json");
 	free(p);
-	c.path_tmpl = "pins/{repo}@{env}.json";
+	c.path_tmpl = "pins/{repo}/{env}.json";
 	assert_ok(artifs_gitops_pin_path(&p, &c, "datasets/d.v2", "staging"));
-	assert_string_equal(p, "pins/datasets/d.v2@staging.json");
+	assert_string_equal(p, "pins/datasets/d.v2/staging.json");
 	free(p);
 
 	const char *refused[] = {
@@ -239,7 +239,7 @@ static void test_publish_commits_and_pushes_pin(void **state)
 
 	assert_ok(artifs_gitops_publish(&f->c, &p, "Promote models/m to production\n\nship it", id));
 	assert_out("Promoter Bot\npromo@example.com\nPromoter Bot\npromo@example.com\n"
-		"Promote models/m to production\nship it\n",
+		"Promote models/m to production\nship it\n\n",
 		out("git --git-dir='%s' log --format='%%an%%n%%ae%%n%%cn%%n%%ce%%n%%s%%n%%b' main", f->bare));
 	assert_remote_pin(f, "main", PIN_PATH, &p);
 	tip = rev(f->bare, "main");
@@ -262,9 +262,12 @@ static void test_republish_same_pin_makes_no_commit(void **state)
 	char id1[41], id2[41], id3[41], id4[41];
 
 	assert_ok(artifs_gitops_publish(&f->c, &p, "Promote models/m to production", id1));
+	/* an edit in the managed clone is not a reason to commit, and is undone */
+	test_write_file(f->work, PIN_PATH, "{}\n", 3, 0644);
 	assert_ok(artifs_gitops_publish(&f->c, &p, "Promote models/m to production again", id2));
 	assert_string_equal(id1, id2);
 	assert_out("1\n", out("git --git-dir='%s' rev-list --count main", f->bare));
+	assert_out("", out("git -C '%s' status --porcelain", f->work));
 
 	/* another environment: a second file in a second commit */
 	assert_ok(artifs_gitops_publish(&f->c, &s, "Promote models/m to staging", id3));
@@ -303,8 +306,11 @@ static void test_stale_clone_publishes_on_top(void **state)
 
 	assert_ok(artifs_gitops_publish(&f->c, &p, "Promote models/m to production", id));
 	other_push(f, "README.md");
+	/* something staged in the managed clone (an interrupted publish) stays out */
+	SH_OK("echo stray >'%s/stray.txt' && git -C '%s' add stray.txt", f->work, f->work);
 	/* the managed clone is one commit behind */
 	assert_ok(artifs_gitops_publish(&f->c, &q, "Promote datasets/d to production", id));
+	assert_out("", out("git --git-dir='%s' ls-tree --name-only main stray.txt", f->bare));
 	assert_out("Promote datasets/d to production\nEdit README.md\nPromote models/m to production\n",
 		out("git --git-dir='%s' log --format=%%s main", f->bare));
 	assert_out("", out("git --git-dir='%s' rev-list --merges main", f->bare));
@@ -359,13 +365,13 @@ static void race_begin(fx *f, int budget)
 	race.budget = budget;
 	race.injected = 0;
 	assert_true(git_libgit2_init() > 0);
-	assert_int_equal(git_transport_register("file://", racy_transport, NULL), 0);
+	assert_int_equal(git_transport_register("file", racy_transport, NULL), 0);
 	f->c.url = f->url;
 }
 
 static void race_end(void)
 {
-	git_transport_unregister("file://");
+	assert_int_equal(git_transport_unregister("file"), 0);
 	git_libgit2_shutdown();
 }
 
@@ -399,9 +405,11 @@ static void test_push_race_retries_on_new_tip(void **state)
 static void test_push_race_gives_up(void **state)
 {
 	fx *f = *state;
-	artifs_pin p = pin_of("models/m", "production", C1);
+	artifs_pin p = pin_of("models/m", "production", C1), s = pin_of("models/m", "staging", C2);
 	char id[41], *tip;
 
+	f->c.url = f->url;
+	assert_ok(artifs_gitops_publish(&f->c, &s, "Promote models/m to staging", id));
 	race_begin(f, 100);
 	assert_rc(ARTIFS_EGITOPS, artifs_gitops_publish(&f->c, &p, "Promote models/m to production", id));
 	race_end();
@@ -410,7 +418,7 @@ static void test_push_race_gives_up(void **state)
 	assert_non_null(strstr(artifs_error_last(), "publish again"));
 	/* the remote has only the other clone's commits */
 	tip = out("git --git-dir='%s' log --format=%%s main", f->bare);
-	assert_null(strstr(tip, "Promote"));
+	assert_null(strstr(tip, "Promote models/m to production"));
 	free(tip);
 
 	/* without the race, publishing again succeeds on top */
@@ -513,6 +521,7 @@ static void git_commit_files(fx *f, const char *const *files, size_t n)
 	else
 		SH_OK("git -C '%s' pull -q --ff-only", hand);
 	for (size_t i = 0; i < n; i += 2) {
+		SH_OK("mkdir -p \"$(dirname '%s/%s')\"", hand, files[i]);
 		test_write_file(hand, files[i], files[i + 1], strlen(files[i + 1]), 0644);
 		SH_OK("git -C '%s' add '%s'", hand, files[i]);
 	}
