@@ -12,7 +12,8 @@ bash "$root/tests/deps.sh"
 run_suite() {
 	local dir=$1
 	shift
-	cmake -S "$root" -B "$dir" -DARTIFS_WERROR=ON "$@" >/dev/null
+	# BUILD_TESTING on explicitly: the quickstart configures the same build dir without tests
+	cmake -S "$root" -B "$dir" -DARTIFS_WERROR=ON -DBUILD_TESTING=ON "$@" >/dev/null
 	cmake --build "$dir" -j "$jobs"
 	(cd "$dir" && ctest --output-on-failure --timeout 1800)
 }
