@@ -314,6 +314,8 @@ struct ap {
 	size_t ninh, capinh;
 	artifs_buf errs;
 	int nerr;
+	uint64_t last_line;		/* the last problem, to report it once */
+	char last_msg[1024];
 	artifs_buf rec;
 	artifs_buf old;			/* copy of a file's current labels */
 	artifs_label cur[ARTIFS_LABELS_PER_FILE_MAX + 1];
@@ -326,11 +328,16 @@ static void problem(struct ap *a, uint64_t line, const char *fmt, ...)
 	char msg[1024];
 	va_list ap;
 
-	if (a->nerr++ >= MAX_REPORTED)
-		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* one row setting several keys of an unknown path is one problem */
+	if (line == a->last_line && !strcmp(msg, a->last_msg))
+		return;
+	a->last_line = line;
+	snprintf(a->last_msg, sizeof(a->last_msg), "%s", msg);
+	if (a->nerr++ >= MAX_REPORTED)
+		return;
 	if (a->errs.len)
 		artifs_buf_put(&a->errs, "\n  ", 3);
 	if (line) {
@@ -484,8 +491,8 @@ static int apply_dir(struct ap *a, const artifs_oid *tree, const char *dpath, si
 		}
 		if (!en)
 			break;
+		gend = g;	/* no run for this entry unless one matches below */
 		if (g < hi && c == 0) {
-			gend = g;
 			while (gend < hi) {
 				const char *p = a->e->v[gend].path + off;
 				size_t l = first_len(p);

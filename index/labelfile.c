@@ -254,7 +254,11 @@ static void jsonl_line(struct lf *l, const char *s, size_t len)
 	if (i == len)
 		return;	/* blank line */
 	if (!(o = json_loadb(s, len, JSON_REJECT_DUPLICATES, &err))) {
-		problem(l, l->line, "malformed JSON: %s", err.text);
+		if (strstr(err.text, "too big integer"))
+			problem(l, l->line, "a number too large for 64 bits; write it as a string to keep "
+				"its digits (%s)", err.text);
+		else
+			problem(l, l->line, "malformed JSON: %s", err.text);
 		return;
 	}
 	path = json_object_get(o, "path");

@@ -326,6 +326,16 @@ static void test_apply_and_commit(void **state)
 	assert_non_null(strstr(artifs_error_last(), "line 7"));
 	assert_non_null(strstr(artifs_error_last(), "line 11"));
 	artifs_label_edits_release(&e);
+	/* an unknown name sorting before every entry, then a good edit after it */
+	artifs_label_edits_init(&e);
+	add(&e, "AAA.txt", "class", "cat", 2);
+	add(&e, "AAA.txt", "split", "x", 2);
+	add(&e, "top.txt", "class", "cat", 3);
+	assert_rc(ARTIFS_EINVAL, artifs_label_commit(&c3, env->s, REPO, "main", &e, &o, &st));
+	assert_non_null(strstr(artifs_error_last(), "line 2: no file or directory 'AAA.txt'"));
+	/* reported once, though the row set two keys */
+	assert_null(strstr(strstr(artifs_error_last(), "AAA.txt") + 1, "AAA.txt"));
+	artifs_label_edits_release(&e);
 	artifs_label_edits_init(&e);
 	add(&e, "img/cat/9.jpg", "class", "cat", 7);
 	add(&e, "top.txt/x", "class", "cat", 8);
