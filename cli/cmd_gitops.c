@@ -22,7 +22,21 @@ struct pubctx {
 static int publish_one(struct pubctx *p, const char *env)
 {
 	json_t *gj = NULL;
-	int rc = cli_gitops_publish(p->s, p->repo, env, NULL, "promote", &gj);
+	MDB_txn *txn = NULL;
+	artifs_ref ref;
+	int rc;
+
+	/* only environments have pins */
+	if ((rc = artifs_rtxn_begin(p->s, &txn)) == 0) {
+		rc = artifs_ref_get(&ref, p->s, txn, p->repo, env);
+		mdb_txn_abort(txn);
+	}
+	if (rc || ref.kind != ARTIFS_REF_ENV) {
+		fprintf(stderr, "artifs: error: '%s' is not an environment of '%s'\n", env, p->repo);
+		p->failed++;
+		return 0;
+	}
+	rc = cli_gitops_publish(p->s, p->repo, env, NULL, "promote", &gj);
 
 	if (rc < 0) {
 		fprintf(stderr, "artifs: error: %s@%s: %s\n", p->repo, env, artifs_error_last());

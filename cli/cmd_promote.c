@@ -514,6 +514,8 @@ static int hist_cb(const artifs_reflog_entry *e, void *ctx)
 	json_object_set_new(o, "user", json_is_string(v = json_object_get(d, "user")) ? json_incref(v) : json_null());
 	json_object_set_new(o, "host", json_is_string(v = json_object_get(d, "host")) ? json_incref(v) : json_null());
 	json_object_set_new(o, "no_verify", json_boolean(json_is_true(json_object_get(d, "no_verify"))));
+	json_object_set_new(o, "time_ns", json_is_integer(v = json_object_get(d, "time_ns")) ? json_incref(v) :
+		json_integer((json_int_t)e->time * 1000000000));
 	if (json_is_array(v = json_object_get(d, "hooks")))
 		json_array_extend(hooks, v);
 	if (!artifs_ref_note_get(h->s, h->txn, h->repo, h->ref, e->seq, &note, &nlen)) {
@@ -522,6 +524,8 @@ static int hist_cb(const artifs_reflog_entry *e, void *ctx)
 			json_array_extend(hooks, v);
 		if ((v = json_object_get(n, "gitops")))
 			json_object_set(o, "gitops", v);
+		if (json_is_true(json_object_get(n, "no_verify")))
+			json_object_set_new(o, "no_verify", json_true());
 		json_decref(n);
 	}
 	json_object_set_new(o, "hooks", hooks);
@@ -553,8 +557,8 @@ static int names_cb(const char *name, const artifs_ref *ref, void *ctx)
 static int by_time_desc(const void *a, const void *b)
 {
 	json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
-	json_int_t tx = json_integer_value(json_object_get(x, "time"));
-	json_int_t ty = json_integer_value(json_object_get(y, "time"));
+	json_int_t tx = json_integer_value(json_object_get(x, "time_ns"));
+	json_int_t ty = json_integer_value(json_object_get(y, "time_ns"));
 
 	if (tx != ty)
 		return tx < ty ? 1 : -1;

@@ -283,6 +283,12 @@ static char *details_json(const char *op, const char *extra)
 	json_object_set_new(d, "op", json_string(op));
 	json_object_set_new(d, "user", json_string(user));
 	json_object_set_new(d, "host", json_string(host));
+	{
+		/* orders moves of different refs made within one second */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		json_object_set_new(d, "time_ns", json_integer((json_int_t)ts.tv_sec * 1000000000 + ts.tv_nsec));
+	}
 	if (o)
 		json_object_update_missing(d, o);
 	out = json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER);
