@@ -796,6 +796,71 @@ int artifs_labels_manifest(artifs_writer *w, const artifs_oid *root, artifs_oid 
 	return rc;
 }
 
+/* ---- carrying labels over to a new snapshot ---- */
+
+int artifs_prevdir_load(artifs_prevdir *pd, artifs_store *s, MDB_txn *txn, const artifs_oid *id)
+{
+	artifs_tree_view t;
+	size_t n = 0;
+	int rc;
+
+	memset(pd, 0, sizeof(*pd));
+	if ((rc = artifs_tree_load(&t, s, txn, id)))
+		return rc;
+	if (!t.count)
+		return 0;
+	if (!(pd->v = calloc(t.count, sizeof(*pd->v))))
+		return artifs_error(-ENOMEM, "out of memory");
+	for (int pass = 0; pass < 2; pass++) {
+		size_t off = 0;
+		n = 0;
+		for (uint32_t i = 0; i < t.count; i++) {
+			artifs_tree_entry e;
+			if ((rc = artifs_tree_entry_at(&t, i, &e)))
+				return rc;
+			if (!(e.type == ARTIFS_T_DIR || (e.type == ARTIFS_T_FILE && !artifs_oid_is_zero(&e.labels))))
+				continue;
+			if (pass == 0) {
+				if ((rc = artifs_buf_put(&pd->names, e.name, e.name_len)) ||
+				    (rc = artifs_buf_put(&pd->names, "", 1)))
+					return rc;
+				continue;
+			}
+			pd->v[n].name = (char *)pd->names.ptr + off;
+			off += e.name_len + 1;
+			pd->v[n].type = e.type;
+			pd->v[n].id = e.id;
+			pd->v[n].labels = e.labels;
+			n++;
+		}
+	}
+	pd->n = n;
+	return 0;
+}
+
+const artifs_prev_ent *artifs_prevdir_find(const artifs_prevdir *pd, const char *name)
+{
+	size_t lo = 0, hi = pd->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(pd->v[mid].name, name);
+		if (!c)
+			return &pd->v[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+void artifs_prevdir_release(artifs_prevdir *pd)
+{
+	free(pd->v);
+	artifs_buf_release(&pd->names);
+}
+
 /* ---- a commit that changes labels only ---- */
 
 struct lc {

@@ -138,6 +138,27 @@ int artifs_labels_manifest(artifs_writer *w, const artifs_oid *root, artifs_oid 
 	uint64_t *nfiles);
 
 
+/*
+ * Carrying labels over: the labelled files and the directories of one tree
+ * of the branch head, copied out of the map (a writer's read transaction
+ * does not outlive its batches), sorted by name for artifs_prevdir_find.
+ */
+typedef struct artifs_prev_ent {
+	char *name;
+	uint8_t type;
+	artifs_oid id, labels;
+} artifs_prev_ent;
+
+typedef struct artifs_prevdir {
+	artifs_prev_ent *v;
+	size_t n;
+	artifs_buf names;
+} artifs_prevdir;
+
+int artifs_prevdir_load(artifs_prevdir *pd, artifs_store *s, MDB_txn *txn, const artifs_oid *tree);
+const artifs_prev_ent *artifs_prevdir_find(const artifs_prevdir *pd, const char *name);
+void artifs_prevdir_release(artifs_prevdir *pd);
+
 typedef struct artifs_label_commit_opts {
 	const char *message;		/* NULL or "": a default naming the edit */
 	const char *author;		/* NULL: artifs_author_default() */

@@ -41,19 +41,6 @@ struct sc_ent {
 	uint8_t val[STATCACHE_VALSZ];
 };
 
-/* An entry of the branch head's directory at the same path (labels carry over). */
-struct prev_ent {
-	char *name;
-	uint8_t type;
-	artifs_oid id, labels;
-};
-
-struct prevdir {
-	struct prev_ent *v;
-	size_t n;
-	artifs_buf names;
-};
-
 struct snap {
 	artifs_store *s;
 	artifs_writer *w;
@@ -232,77 +219,10 @@ done:
 	return rc;
 }
 
-/*
- * Copy the entries of the head's tree `id` that matter for carrying labels
- * over (labelled files and directories): the writer's read transaction
- * does not outlive the batches written while this directory is walked.
- */
-static int prev_load(struct snap *sn, const artifs_oid *id, struct prevdir *pd)
-{
-	artifs_tree_view t;
-	size_t n = 0;
-	int rc;
-
-	if ((rc = artifs_tree_load(&t, sn->s, artifs_writer_rtxn(sn->w), id)))
-		return rc;
-	if (!t.count)
-		return 0;
-	if (!(pd->v = calloc(t.count, sizeof(*pd->v))))
-		return artifs_error(-ENOMEM, "out of memory");
-	for (int pass = 0; pass < 2; pass++) {
-		size_t off = 0;
-		n = 0;
-		for (uint32_t i = 0; i < t.count; i++) {
-			artifs_tree_entry e;
-			if ((rc = artifs_tree_entry_at(&t, i, &e)))
-				return rc;
-			if (!(e.type == ARTIFS_T_DIR || (e.type == ARTIFS_T_FILE && !artifs_oid_is_zero(&e.labels))))
-				continue;
-			if (pass == 0) {
-				if ((rc = artifs_buf_put(&pd->names, e.name, e.name_len)) ||
-				    (rc = artifs_buf_put(&pd->names, "", 1)))
-					return rc;
-				continue;
-			}
-			pd->v[n].name = (char *)pd->names.ptr + off;
-			off += e.name_len + 1;
-			pd->v[n].type = e.type;
-			pd->v[n].id = e.id;
-			pd->v[n].labels = e.labels;
-			n++;
-		}
-	}
-	pd->n = n;
-	return 0;
-}
-
-static const struct prev_ent *prev_find(const struct prevdir *pd, const char *name)
-{
-	size_t lo = 0, hi = pd->n;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = strcmp(pd->v[mid].name, name);
-		if (!c)
-			return &pd->v[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
-static void prev_release(struct prevdir *pd)
-{
-	free(pd->v);
-	artifs_buf_release(&pd->names);
-}
-
 static int do_file(struct snap *sn, int dirfd, const char *name, struct stat *st,
-	artifs_tree_builder *tb, uint64_t *dir_bytes, const struct prevdir *pd)
+	artifs_tree_builder *tb, uint64_t *dir_bytes, const artifs_prevdir *pd)
 {
-	const struct prev_ent *pe = prev_find(pd, name);
+	const artifs_prev_ent *pe = artifs_prevdir_find(pd, name);
 	const artifs_oid *labels = pe && pe->type == ARTIFS_T_FILE ? &pe->labels : NULL;
 	int exec = (st->st_mode & 0111) ? ARTIFS_F_EXEC : 0;
 	artifs_oid blob;
@@ -392,7 +312,7 @@ static void path_pop(struct snap *sn, size_t old)
 
 static int walk(struct snap *sn, int dirfd, artifs_oid *tree, uint64_t *bytes, const artifs_oid *prev)
 {
-	struct prevdir pd = { 0 };
+	artifs_prevdir pd = { 0 };
 	artifs_tree_builder tb;
 	artifs_buf rec = { 0 };
 	char **names = NULL;
@@ -403,7 +323,7 @@ static int walk(struct snap *sn, int dirfd, artifs_oid *tree, uint64_t *bytes, c
 
 	artifs_tree_builder_init(&tb);
 	*bytes = 0;
-	if (prev && (rc = prev_load(sn, prev, &pd)))
+	if (prev && (rc = artifs_prevdir_load(&pd, sn->s, artifs_writer_rtxn(sn->w), prev)))
 		goto done;
 	if ((fd2 = dup(dirfd)) < 0 || !(d = fdopendir(fd2))) {
 		rc = artifs_error(-errno, "cannot read directory '%s': %s", cur_path(sn), strerror(errno));
@@ -456,7 +376,7 @@ static int walk(struct snap *sn, int dirfd, artifs_oid *tree, uint64_t *bytes, c
 			} else if ((fd = openat(dirfd, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
 				rc = artifs_error(-errno, "cannot open directory '%s': %s", cur_path(sn), strerror(errno));
 			} else {
-				const struct prev_ent *pe = prev_find(&pd, names[i]);
+				const artifs_prev_ent *pe = artifs_prevdir_find(&pd, names[i]);
 				rc = walk(sn, fd, &sub, &subbytes,
 					pe && pe->type == ARTIFS_T_DIR ? &pe->id : NULL);
 				close(fd);
@@ -487,7 +407,7 @@ done:
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
-	prev_release(&pd);
+	artifs_prevdir_release(&pd);
 	if (d)
 		closedir(d);
 	artifs_tree_builder_release(&tb);
@@ -573,12 +493,14 @@ static int meta_equal(const artifs_commit *parent, const artifs_snapshot_opts *o
 	return 1;
 }
 
-int artifs_snapshot_dir(artifs_oid *out, artifs_store *s, const char *repo, const char *branch,
-	const char *dir, const artifs_snapshot_opts *o, artifs_snapshot_stats *stats)
+static int snapshot_run(artifs_oid *out, artifs_store *s, const char *repo, const char *branch,
+	const char *dir, const artifs_tree_source *src, const artifs_snapshot_opts *o,
+	artifs_snapshot_stats *stats)
 {
 	struct snap sn = { 0 };
 	artifs_snapshot_stats localst = { 0 };
 	artifs_commit *parent = NULL;
+	const artifs_oid *prev;
 	artifs_ref ref;
 	artifs_oid root;
 	uint64_t bytes;
@@ -636,15 +558,20 @@ int artifs_snapshot_dir(artifs_oid *out, artifs_store *s, const char *repo, cons
 		goto done;
 	sn.path.ptr[0] = '\0';
 
-	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dirfd < 0) {
-		rc = artifs_error(-errno, "cannot open directory '%s': %s", dir, strerror(errno));
-		goto done;
-	}
 	/* labels carry over only from a head that has some */
-	if ((rc = walk(&sn, dirfd, &root, &bytes,
-			parent && !artifs_oid_is_zero(&parent->labels) ? &parent->tree : NULL)))
-		goto done;
+	prev = parent && !artifs_oid_is_zero(&parent->labels) ? &parent->tree : NULL;
+	if (src) {
+		if ((rc = src->build(sn.w, prev, &root, stats, src->ctx)))
+			goto done;
+	} else {
+		dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dirfd < 0) {
+			rc = artifs_error(-errno, "cannot open directory '%s': %s", dir, strerror(errno));
+			goto done;
+		}
+		if ((rc = walk(&sn, dirfd, &root, &bytes, prev)))
+			goto done;
+	}
 	progress(&sn);
 	if (o->labels && (o->labels->n || o->labels->replace)) {
 		artifs_label_apply_stats ls;
@@ -716,4 +643,16 @@ done:
 	if (locked)
 		artifs_store_unlock(s);
 	return rc;
+}
+
+int artifs_snapshot_dir(artifs_oid *out, artifs_store *s, const char *repo, const char *branch,
+	const char *dir, const artifs_snapshot_opts *o, artifs_snapshot_stats *stats)
+{
+	return snapshot_run(out, s, repo, branch, dir, NULL, o, stats);
+}
+
+int artifs_snapshot_source(artifs_oid *out, artifs_store *s, const char *repo, const char *branch,
+	const artifs_tree_source *src, const artifs_snapshot_opts *o, artifs_snapshot_stats *stats)
+{
+	return snapshot_run(out, s, repo, branch, NULL, src, o, stats);
 }

@@ -75,10 +75,28 @@ int artifs_snapshot_dir(artifs_oid *out, artifs_store *s, const char *repo, cons
 	const char *dir, const artifs_snapshot_opts *opts, artifs_snapshot_stats *stats);
 
 /*
+ * A snapshot from something other than a directory (an archive): build()
+ * stores the new root tree through w and counts what it stored in st;
+ * prev is the head's root when its labels should carry over (NULL when the
+ * head has none): a file keeps the labelset of the same path in prev
+ * (artifs_prevdir_* in label.h).  The rest is artifs_snapshot_dir's: label
+ * edits, the manifest, no commit when nothing changed, before_move, the
+ * branch moved by compare-and-swap.  The branch's stat cache is dropped.
+ */
+struct artifs_writer;
+typedef struct artifs_tree_source {
+	int (*build)(struct artifs_writer *w, const artifs_oid *prev, artifs_oid *root,
+		artifs_snapshot_stats *st, void *ctx);
+	void *ctx;
+} artifs_tree_source;
+
+int artifs_snapshot_source(artifs_oid *out, artifs_store *s, const char *repo, const char *branch,
+	const artifs_tree_source *src, const artifs_snapshot_opts *o, artifs_snapshot_stats *stats);
+
+/*
  * Shared with label.c: flush w, compute c's id and call fn(head, id, c,
  * ctx) (the before_move callback of a commit).
  */
-struct artifs_writer;
 int artifs_commit_before_move(struct artifs_writer *w, const artifs_oid *head, const artifs_commit *c,
 	int (*fn)(const artifs_oid *, const artifs_oid *, const artifs_commit *, void *), void *ctx);
 
