@@ -130,7 +130,7 @@ struct artifs_gitops_config;
 /* Fill c from the config; 0 when gitops.url is unset, 1 when set. */
 int cli_gitops_config(artifs_store *s, struct artifs_gitops_config *c, char **wd);
 void cli_gitops_config_release(struct artifs_gitops_config *c, char *wd);
-CLI_CMD(gitops);
+CLI_CMD(gitops); CLI_CMD(export);
 
 /* pre-commit / post-commit hooks of 'commit' and 'label' (hookcall.c). */
 typedef struct cli_commit_hooks {

@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "archio.h"
 #include "error.h"
 #include "label.h"
 #include "ref.h"
@@ -7,6 +8,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void warn_cb(const char *msg, void *ctx)
@@ -29,6 +31,7 @@ int cmd_commit(int argc, char **argv)
 		{ "labels", required_argument, NULL, 'L' },
 		{ "labels-format", required_argument, NULL, 'F' },
 		{ "no-verify", no_argument, NULL, 'V' },
+		{ "strip-components", required_argument, NULL, 'S' },
 		{ 0 },
 	};
 	artifs_snapshot_opts so = ARTIFS_SNAPSHOT_OPTS_INIT;
@@ -38,6 +41,9 @@ int cmd_commit(int argc, char **argv)
 	cli_commit_hooks hooks = { 0 };
 	artifs_oid old = { { 0 } };
 	const char *labels = NULL;
+	unsigned int strip = 0;
+	int has_strip = 0, is_archive;
+	struct stat srcst;
 	artifs_meta *meta = NULL;
 	size_t nmeta = 0;
 	artifs_store *s = NULL;
@@ -58,6 +64,17 @@ int cmd_commit(int argc, char **argv)
 		case 'V':
 			hooks.no_verify = 1;
 			break;
+		case 'S': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			if (*end || n < 0 || n > 1000) {
+				rc = cli_usage("commit", "--strip-components wants a number, not '%s'", optarg);
+				goto done;
+			}
+			strip = (unsigned)n;
+			has_strip = 1;
+			break;
+		}
 		case 'F':
 			if (cli_label_format(optarg, &lfmt)) {
 				rc = cli_usage("commit", "--labels-format is csv or jsonl, not '%s'", optarg);
@@ -124,6 +141,20 @@ int cmd_commit(int argc, char **argv)
 		rc = cli_usage("commit", "commit takes REPO[@BRANCH], not a path inside it");
 		goto done;
 	}
+	/* DIR, or an archive: "-" (stdin) or a file that is not a directory */
+	is_archive = !strcmp(argv[optind + 1], "-") ||
+		(stat(argv[optind + 1], &srcst) == 0 && !S_ISDIR(srcst.st_mode));
+	if (has_strip && !is_archive) {
+		rc = cli_usage("commit", "--strip-components applies to archives; '%s' is a directory",
+			argv[optind + 1]);
+		goto done;
+	}
+	if (is_archive && labels && !strcmp(labels, "-") && !strcmp(argv[optind + 1], "-")) {
+		rc = cli_usage("commit", "the archive and --labels cannot both be stdin");
+		goto done;
+	}
+	if (is_archive)
+		so.labels = &edits;	/* a .labels.jsonl member adds to it */
 	if (labels) {
 		if ((rc = cli_label_file(&edits, labels, lfmt))) {
 			rc = cli_fail_rc(rc);
@@ -157,7 +188,10 @@ int cmd_commit(int argc, char **argv)
 		}
 	}
 	t0 = cli_now();
-	rc = artifs_snapshot_dir(&id, s, sp.repo, sp.ref, argv[optind + 1], &so, &st);
+	if (is_archive)
+		rc = artifs_archive_commit(&id, s, sp.repo, sp.ref, argv[optind + 1], strip, &so, &st);
+	else
+		rc = artifs_snapshot_dir(&id, s, sp.repo, sp.ref, argv[optind + 1], &so, &st);
 	cli_progress_done(&prog);
 	if (rc) {
 		if (rc == ARTIFS_ENOTFOUND && strstr(artifs_error_last(), "no branch"))

@@ -20,8 +20,8 @@ static const cli_cmd commands[] = {
 	  "NAME: letters, digits, '.', '_' and '-', at most 100, not starting with '.' or '-'.\n" },
 	{ "repos", cmd_repos, "[--json]", "list repositories",
 	  "Shows each repository with its number of refs and the head of 'main'.\n" },
-	{ "commit", cmd_commit, "REPO[@BRANCH] DIR -m MSG [--meta KEY=VALUE]... [--labels FILE] [--allow-empty] [--no-cache]",
-	  "snapshot DIR as the new head of BRANCH; prints the commit id",
+	{ "commit", cmd_commit, "REPO[@BRANCH] DIR|ARCHIVE -m MSG [--meta KEY=VALUE]... [--labels FILE] [--strip-components N] [--allow-empty] [--no-cache]",
+	  "snapshot DIR or an archive as the new head of BRANCH; prints the commit id",
 	  "Stores regular files, directories, the executable bit and symlinks (as links,\n"
 	  "never followed); sockets, devices and FIFOs are skipped with a warning.\n"
 	  "Files unchanged since the branch's last commit from this machine (same size,\n"
@@ -35,6 +35,15 @@ static const cli_cmd commands[] = {
 	  "  --meta KEY=VALUE       metadata, repeatable (e.g. eval.accuracy=0.93)\n"
 	  "  --labels FILE          labels for paths of DIR (see 'artifs label --help')\n"
 	  "  --labels-format F      csv or jsonl when FILE's name does not tell\n"
+	  "  --no-verify            skip pre-commit hooks (recorded in the history)\n"
+	  "An ARCHIVE (a file, or - for stdin) in any format and filter libarchive reads\n"
+	  "(tar, tar.gz, tar.zst, tar.xz, zip, 7z, cpio...) is read straight into the\n"
+	  "store, nothing extracted, and gives the same tree as its extracted directory.\n"
+	  "Absolute paths, '..', links leaving the tree, hard links to missing members,\n"
+	  "duplicate paths, devices, names over the limits and truncated data are\n"
+	  "refused, naming the member.  A top-level .labels.jsonl member is read as\n"
+	  "labels (what 'artifs export' writes).\n"
+	  "  --strip-components N   drop N leading path components (archives)\n"
 	  "  --author NAME          default: $ARTIFS_AUTHOR, else USER@HOST\n" },
 	{ "log", cmd_log, "REPO[@REF] [-n N] [--json]", "show the history of a ref",
 	  "Follows first parents from REF (default main), newest first.\n" },
@@ -130,6 +139,13 @@ static const cli_cmd commands[] = {
 	  "branch and promote every environment to the commit its pin names (pre- and\n"
 	  "post-promote hooks run), so that a merged pull request promotes; it is\n"
 	  "idempotent and prints what moved.\n" },
+	{ "export", cmd_export, "REPO@REF[:PATH] -o OUT [--format tar|tar.gz|tar.zst|zip]",
+	  "write a version as an archive",
+	  "Format from OUT's extension unless --format; -o - writes to stdout (tar\n"
+	  "unless --format).  Deterministic: members in tree order, owner root (0/0),\n"
+	  "modes 0644/0755, every time the commit's, no host-specific fields, so the\n"
+	  "same version always gives the same bytes.  A whole version with labels gets\n"
+	  "a .labels.jsonl member first; 'artifs commit' reads it back.\n" },
 	{ "du", cmd_du, "[REPO] [--json]", "logical bytes vs stored bytes",
 	  "Logical: the sum over every commit of its files' sizes (what full copies would\n"
 	  "cost).  Stored: the unique chunk bytes those commits reach.\n" },

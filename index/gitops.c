@@ -811,6 +811,16 @@ static int push(struct gctx *g)
 		if (strstr(g->rejected, "fast-forward") || strstr(g->rejected, "fetch first") ||
 		    strstr(g->rejected, "stale"))
 			return 1;
+		/*
+		 * A path remote (libgit2's local transport) reports a push racing
+		 * another one as a ref or lock that already exists: also a lost
+		 * race.  Back off a little so the two do not collide again.
+		 */
+		if (strstr(g->rejected, "already exists") || strstr(g->rejected, ".lock")) {
+			struct timespec ts = { 0, (long)(10 + (getpid() % 40)) * 1000000L };
+			nanosleep(&ts, NULL);
+			return 1;
+		}
 		rc = artifs_error(ARTIFS_EGITOPS, "'%s' refused the push of %s", git_remote_url(g->remote),
 			g->rejected);
 	}

@@ -910,8 +910,8 @@ int artifs_label_commit(artifs_oid *out, artifs_store *s, const char *repo, cons
 		goto done;
 	}
 	if (ref.kind != ARTIFS_REF_BRANCH) {
-		rc = artifs_error(ARTIFS_EINVAL, "'%s' is a %s of '%s'; labels change on branches",
-			branch, artifs_ref_kind_name(ref.kind), repo);
+		rc = artifs_error(ARTIFS_EINVAL, "'%s' is %s %s of '%s'; labels change on branches",
+			branch, ref.kind == ARTIFS_REF_ENV ? "an" : "a", artifs_ref_kind_name(ref.kind), repo);
 		goto done;
 	}
 	if (artifs_oid_is_zero(&ref.target)) {

@@ -330,8 +330,8 @@ int artifs_ref_update_ex(artifs_store *s, MDB_txn *txn, const char *repo, const 
 		return rc;
 	exists = rc == 0;
 	if (exists && cur.kind != kind)
-		return artifs_error(ARTIFS_EEXISTS, "'%s' is already a %s in '%s'",
-			name, artifs_ref_kind_name(cur.kind), repo);
+		return artifs_error(ARTIFS_EEXISTS, "'%s' is already %s %s in '%s'",
+			name, cur.kind == ARTIFS_REF_ENV ? "an" : "a", artifs_ref_kind_name(cur.kind), repo);
 	if (exists && kind == ARTIFS_REF_TAG) {
 		if (!artifs_oid_cmp(&cur.target, target))
 			return 0;	/* re-tagging the same commit is a no-op */

@@ -542,8 +542,8 @@ static int snapshot_run(artifs_oid *out, artifs_store *s, const char *repo, cons
 		goto done;
 	}
 	if (ref.kind != ARTIFS_REF_BRANCH) {
-		rc = artifs_error(ARTIFS_EINVAL, "'%s' is a %s of '%s'; commits go to branches",
-			branch, artifs_ref_kind_name(ref.kind), repo);
+		rc = artifs_error(ARTIFS_EINVAL, "'%s' is %s %s of '%s'; commits go to branches",
+			branch, ref.kind == ARTIFS_REF_ENV ? "an" : "a", artifs_ref_kind_name(ref.kind), repo);
 		goto done;
 	}
 	sn.head = ref.target;
