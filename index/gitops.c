@@ -783,6 +783,72 @@ done:
 	return rc;
 }
 
+/* The directory of a path remote (a plain path or file://), or NULL. */
+static const char *local_path(const char *u)
+{
+	if (!strncmp(u, "file://", 7))
+		return u + 7;
+	return strchr(u, ':') ? NULL : u;
+}
+
+/*
+ * Push to a path remote by compare-and-swap.  libgit2's local transport
+ * moves the remote's ref without checking its old value, so two pushes at
+ * once could both "succeed" and one commit be lost.  Instead the objects
+ * travel under a ref of their own (no one else writes it), and the branch
+ * moves in the remote repository with git_reference_create_matching(),
+ * which checks the old value under the ref's lock file.
+ * 0 pushed, 1 lost the race, or an error.
+ */
+static int push_local(struct gctx *g, const char *dir)
+{
+	git_push_options o;
+	git_repository *r = NULL;
+	git_reference *ref = NULL;
+	git_oid head, old;
+	char tmp[96], *spec;
+	git_strarray specs;
+	int have_old, grc, rc = 0;
+
+	snprintf(tmp, sizeof(tmp), "refs/artifs-incoming/%ld-%ld", (long)getpid(), (long)time(NULL));
+	if (!(spec = fmt_str("+%s:%s", g->local_ref, tmp)))
+		return artifs_error(-ENOMEM, "out of memory");
+	specs.strings = &spec;
+	specs.count = 1;
+	git_push_options_init(&o, GIT_PUSH_OPTIONS_VERSION);
+	callbacks_init(&o.callbacks, g);
+	g->rejected[0] = '\0';
+	grc = git_remote_push(g->remote, &specs, &o);
+	free(spec);
+	if (grc || g->rejected[0])
+		return git_fail(g, "cannot push to '%s'", git_remote_url(g->remote));
+	if (git_reference_name_to_id(&head, g->repo, g->local_ref))
+		return git_fail(g, "cannot read %s", g->local_ref);
+	/* the remote's branch as we last fetched it: what we built on */
+	have_old = !git_reference_name_to_id(&old, g->repo, g->remote_ref);
+	if (git_repository_open_bare(&r, dir))
+		return git_fail(g, "cannot open '%s'", dir);
+	grc = have_old ?
+		git_reference_create_matching(&ref, r, g->local_ref, &head, 1, &old, "artifs: publish") :
+		git_reference_create(&ref, r, g->local_ref, &head, 0, "artifs: publish");
+	if (grc == GIT_EMODIFIED || grc == GIT_EEXISTS || grc == GIT_ELOCKED) {
+		rc = 1;		/* someone else moved it first */
+	} else if (grc) {
+		rc = git_fail(g, "cannot update %s in '%s'", g->local_ref, dir);
+	}
+	git_reference_free(ref);
+	ref = NULL;
+	if (!git_reference_lookup(&ref, r, tmp))
+		git_reference_delete(ref);
+	git_reference_free(ref);
+	git_repository_free(r);
+	if (rc == 1) {
+		struct timespec ts = { 0, (long)(10 + (getpid() % 40)) * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	return rc;
+}
+
 /* Push BRANCH: 0 pushed, 1 rejected as not a fast-forward, or an error. */
 static int push(struct gctx *g)
 {
@@ -793,6 +859,13 @@ static int push(struct gctx *g)
 
 	if (!spec)
 		return artifs_error(-ENOMEM, "out of memory");
+	{
+		const char *dir = local_path(git_remote_url(g->remote));
+		if (dir) {
+			free(spec);
+			return push_local(g, dir);
+		}
+	}
 	git_push_options_init(&o, GIT_PUSH_OPTIONS_VERSION);
 	callbacks_init(&o.callbacks, g);
 	g->rejected[0] = '\0';
@@ -918,11 +991,12 @@ int artifs_gitops_publish(const artifs_gitops_config *c, const artifs_pin *pin, 
 	    (rc = apply_pin(&g, path, data, sig, text, &head)))
 		goto done;
 	for (int retry = 0; c->push && need_push(&g, &head); retry++) {
-		if ((rc = push(&g)) <= 0) {
-			if (rc)
-				rc = push_failed(&g, pin, &head);
+		if ((rc = push(&g)) < 0) {
+			rc = push_failed(&g, pin, &head);
 			break;
 		}
+		if (rc == 0)
+			break;
 		if (retry == ARTIFS_GITOPS_PUSH_RETRIES) {
 			artifs_error(ARTIFS_EGITOPS, "the push was rejected %d times as others kept pushing",
 				retry + 1);

@@ -413,7 +413,8 @@ static void test_push_race_gives_up(void **state)
 	race_begin(f, 100);
 	assert_rc(ARTIFS_EGITOPS, artifs_gitops_publish(&f->c, &p, "Promote models/m to production", id));
 	race_end();
-	assert_int_equal(race.injected, 1 + ARTIFS_GITOPS_PUSH_RETRIES);
+	/* at least one injected race per attempt (a path remote connects more than once per push) */
+	assert_true(race.injected >= 1 + ARTIFS_GITOPS_PUSH_RETRIES);
 	assert_non_null(strstr(artifs_error_last(), "the store moved but git did not"));
 	assert_non_null(strstr(artifs_error_last(), "publish again"));
 	/* the remote has only the other clone's commits */
