@@ -492,7 +492,8 @@ static int label_stats(int argc, char **argv)
 			free(vs);
 		}
 		free(keys);
-		printf("%llu files, %llu labelled\n", (unsigned long long)st.files,
+		/* stdout stays KEY<TAB>VALUE<TAB>COUNT; the totals are a note */
+		fprintf(stderr, "%llu files, %llu labelled\n", (unsigned long long)st.files,
 			(unsigned long long)st.labelled);
 		rc = EXIT_OK;
 	}

@@ -96,8 +96,8 @@ static const cli_cmd commands[] = {
 	  "is refused with its line number and the branch does not move.\n"
 	  "\n"
 	  "show prints KEY=VALUE lines for a file, or PATH<TAB>KEY=VALUE... for each\n"
-	  "labelled file below a directory; stats prints KEY<TAB>VALUE<TAB>COUNT and\n"
-	  "a total line.  In a mount, labels are xattrs (user.label.KEY), every version\n"
+	  "labelled file below a directory; stats prints KEY<TAB>VALUE<TAB>COUNT (the\n"
+	  "totals go to stderr).  In a mount, labels are xattrs (user.label.KEY), every version\n"
 	  "has .labels.jsonl and .labels/ views (see README).\n" },
 	{ "promote", cmd_promote, "REPO REV ENV [-m REASON] [--no-verify]",
 	  "move environment ENV (dev, staging, production...) to REV",

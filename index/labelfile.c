@@ -25,6 +25,7 @@ struct lf {
 	int nerr;
 	uint64_t line;
 	int fatal;		/* out of memory: stop */
+	artifs_buf quoted;	/* a JSON line with its numbers quoted */
 };
 
 static void problem(struct lf *l, uint64_t line, const char *fmt, ...)
@@ -242,6 +243,42 @@ static void parse_csv(struct lf *l, FILE *f)
 
 /* ---- JSON Lines ---- */
 
+/*
+ * Numbers as written: jansson would turn 1.10 into 1.1 and refuse integers
+ * past 64 bits, so every number outside a string is quoted first and
+ * arrives as a string holding its own text.
+ */
+static int quote_numbers(artifs_buf *out, const char *s, size_t len)
+{
+	int in_str = 0, rc = 0;
+
+	out->len = 0;
+	for (size_t i = 0; i < len && !rc; i++) {
+		char c = s[i];
+		if (in_str) {
+			if (c == '\\' && i + 1 < len) {
+				rc = artifs_buf_put(out, s + i, 2);
+				i++;
+				continue;
+			}
+			if (c == '"')
+				in_str = 0;
+		} else if (c == '"') {
+			in_str = 1;
+		} else if (c == '-' || (c >= '0' && c <= '9')) {
+			size_t j = i;
+			while (j < len && strchr("0123456789.eE+-", s[j]))
+				j++;
+			if (!(rc = artifs_buf_put(out, "\"", 1)) && !(rc = artifs_buf_put(out, s + i, j - i)))
+				rc = artifs_buf_put(out, "\"", 1);
+			i = j - 1;
+			continue;
+		}
+		rc = artifs_buf_put(out, &c, 1);
+	}
+	return rc;
+}
+
 static void jsonl_line(struct lf *l, const char *s, size_t len)
 {
 	json_error_t err;
@@ -253,12 +290,14 @@ static void jsonl_line(struct lf *l, const char *s, size_t len)
 		i++;
 	if (i == len)
 		return;	/* blank line */
+	if (quote_numbers(&l->quoted, s, len)) {
+		l->fatal = 1;
+		return;
+	}
+	s = (const char *)l->quoted.ptr;
+	len = l->quoted.len;
 	if (!(o = json_loadb(s, len, JSON_REJECT_DUPLICATES, &err))) {
-		if (strstr(err.text, "too big integer"))
-			problem(l, l->line, "a number too large for 64 bits; write it as a string to keep "
-				"its digits (%s)", err.text);
-		else
-			problem(l, l->line, "malformed JSON: %s", err.text);
+		problem(l, l->line, "malformed JSON: %s", err.text);
 		return;
 	}
 	path = json_object_get(o, "path");
@@ -268,21 +307,11 @@ static void jsonl_line(struct lf *l, const char *s, size_t len)
 		goto out;
 	}
 	json_object_foreach(labels, key, v) {
-		char num[64];
 		const char *val = NULL;
 		size_t vlen = 0;
 		if (json_is_string(v)) {
 			val = json_string_value(v);
 			vlen = json_string_length(v);
-		} else if (json_is_integer(v)) {
-			snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-			val = num;
-		} else if (json_is_real(v)) {
-			/* the shortest text that reads back as the same number */
-			snprintf(num, sizeof(num), "%.15g", json_real_value(v));
-			if (strtod(num, NULL) != json_real_value(v))
-				snprintf(num, sizeof(num), "%.17g", json_real_value(v));
-			val = num;
 		} else if (json_is_boolean(v)) {
 			val = json_is_true(v) ? "true" : "false";
 		} else if (!json_is_null(v)) {
@@ -364,5 +393,6 @@ int artifs_label_file_parse(artifs_label_edits *e, const char *name, FILE *f,
 	if (own)
 		fclose(own);
 	artifs_buf_release(&l.errs);
+	artifs_buf_release(&l.quoted);
 	return rc;
 }
