@@ -168,24 +168,24 @@ static int normalise(struct imp *m, const char *member, const char *raw, int *sk
 	*skip = 0;
 	m->norm.len = 0;
 	if (raw[0] == '/')
-		return artifs_error(ARTIFS_EINVAL, "member '%s' has an absolute path; refusing the archive",
-			member);
+		return artifs_error(ARTIFS_EINVAL, "%s: member '%s' has an absolute path; refusing the archive",
+			m->path, member);
 	if (len > PATH_LIMIT)
-		return artifs_error(ARTIFS_EINVAL, "member '%.80s...' has a path of %zu bytes (limit %d)",
-			raw, len, PATH_LIMIT);
+		return artifs_error(ARTIFS_EINVAL, "%s: member '%.80s...' has a path of %zu bytes (limit %d)",
+			m->path, raw, len, PATH_LIMIT);
 	while (i < len) {
 		size_t j = i;
 		while (j < len && raw[j] != '/')
 			j++;
 		if (j - i == 2 && raw[i] == '.' && raw[i + 1] == '.')
 			return artifs_error(ARTIFS_EINVAL,
-				"member '%s' has a '..' component; refusing the archive", member);
+				"%s: member '%s' has a '..' component; refusing the archive", m->path, member);
 		if (j > i && !(j - i == 1 && raw[i] == '.')) {
 			if (comps++ >= m->strip) {
 				if (j - i > ARTIFS_NAME_MAX)
 					return artifs_error(ARTIFS_EINVAL,
-						"member '%s' has a name of %zu bytes (limit %d)", member,
-						j - i, ARTIFS_NAME_MAX);
+						"%s: member '%.300s' has a name of %zu bytes (limit %d)", m->path,
+						member, j - i, ARTIFS_NAME_MAX);
 				if (m->norm.len && artifs_buf_put(&m->norm, "/", 1))
 					return -ENOMEM;
 				if (artifs_buf_put(&m->norm, raw + i, j - i))
@@ -217,8 +217,8 @@ static int parents(struct imp *m, const char *member, const char *p, size_t n, s
 		if ((rc = get_node(m, p, (size_t)(slash - p), d, ARTIFS_T_DIR, &x)))
 			return rc;
 		if (x->type != ARTIFS_T_DIR)
-			return artifs_error(ARTIFS_EINVAL, "member '%s' is inside '%s', which is not a directory",
-				member, x->path);
+			return artifs_error(ARTIFS_EINVAL, "%s: member '%s' is inside '%s', which is not a directory",
+				m->path, member, x->path);
 		d = x;
 		i = (size_t)(slash - p) + 1;
 	}
@@ -362,7 +362,7 @@ static int one_member(struct imp *m, struct archive *a, struct archive_entry *e)
 	if (!*path) {
 		/* "./" itself */
 		rc = type == AE_IFDIR ? 0 : artifs_error(ARTIFS_EINVAL,
-			"member '%s' names the top of the tree but is not a directory", member);
+			"%s: member '%s' names the top of the tree but is not a directory", m->path, member);
 		goto done;
 	}
 	if (!strcmp(path, LABELS_MEMBER) && !hl && type == AE_IFREG) {
@@ -373,8 +373,8 @@ static int one_member(struct imp *m, struct archive *a, struct archive_entry *e)
 		goto done;
 	if ((x = find(m, path, strlen(path)))) {
 		if (x->member || x->type != ARTIFS_T_DIR || (type != AE_IFDIR && !hl) || hl) {
-			rc = artifs_error(ARTIFS_EINVAL, "member '%s' appears twice in the archive (as '%s')",
-				member, path);
+			rc = artifs_error(ARTIFS_EINVAL, "%s: member '%s' appears twice in the archive (as '%s')",
+				m->path, member, path);
 			goto done;
 		}
 		/* an explicit entry for a directory already implied */
@@ -389,8 +389,8 @@ static int one_member(struct imp *m, struct archive *a, struct archive_entry *e)
 			goto done;
 		target = (char *)m->norm.ptr;
 		if (s2 || !(t = find(m, target, strlen(target))) || t->type != ARTIFS_T_FILE) {
-			rc = artifs_error(ARTIFS_EINVAL, "member '%s' is a hard link to '%s', which is not an "
-				"earlier regular file of the archive", member, hl);
+			rc = artifs_error(ARTIFS_EINVAL, "%s: member '%s' is a hard link to '%s', which is not an "
+				"earlier regular file of the archive", m->path, member, hl);
 			goto done;
 		}
 		if ((rc = get_node(m, path, strlen(path), dir, ARTIFS_T_FILE, &x)))
@@ -419,12 +419,12 @@ static int one_member(struct imp *m, struct archive *a, struct archive_entry *e)
 		artifs_oid blob;
 		uint64_t size;
 		if (!target || !link_ok(path, target)) {
-			rc = artifs_error(ARTIFS_EINVAL, "member '%s' is a symbolic link to '%s', outside the "
-				"archive's tree; refusing the archive", member, target ? target : "");
+			rc = artifs_error(ARTIFS_EINVAL, "%s: member '%s' is a symbolic link to '%s', outside the "
+				"archive's tree; refusing the archive", m->path, member, target ? target : "");
 			goto done;
 		}
 		if (strlen(target) > PATH_LIMIT) {
-			rc = artifs_error(ARTIFS_EINVAL, "member '%s': link target too long", member);
+			rc = artifs_error(ARTIFS_EINVAL, "%s: member '%s': link target too long", m->path, member);
 			goto done;
 		}
 		if ((rc = artifs_writer_file_begin(m->w)) ||
@@ -436,8 +436,8 @@ static int one_member(struct imp *m, struct archive *a, struct archive_entry *e)
 		x->size = size;
 		m->st->links++;
 	} else {
-		rc = artifs_error(ARTIFS_EINVAL, "member '%s' is a %s; archives may hold files, directories "
-			"and symbolic links only", member,
+		rc = artifs_error(ARTIFS_EINVAL, "%s: member '%s' is a %s; archives may hold files, directories "
+			"and symbolic links only", m->path, member,
 			type == AE_IFCHR ? "character device" : type == AE_IFBLK ? "block device" :
 			type == AE_IFIFO ? "FIFO" : type == AE_IFSOCK ? "socket" : "special file");
 		goto done;
