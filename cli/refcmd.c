@@ -94,7 +94,9 @@ int refcmd_create(const char *cmd, const char *repo, const char *name, const cha
 		goto out;
 	}
 	snprintf(msg, sizeof(msg), "%s %s at %s", cmd, name, rev);
-	if ((rc = artifs_ref_update(s, txn, repo, name, kind, NULL, &id, artifs_author_default(), msg))) {
+	if ((rc = artifs_ref_update_ex(s, txn, repo, name, kind, NULL, &id, artifs_author_default(), msg,
+			kind == ARTIFS_REF_TAG ? "tag" : "branch",
+			no_verify ? "{\"no_verify\":true}" : NULL, NULL))) {
 		rc = cli_fail_rc(rc);
 		goto out;
 	}
