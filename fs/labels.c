@@ -175,6 +175,13 @@ static int filter_add(struct filters *f, const char *key, size_t klen, const cha
 		x->value = (const char *)(uintptr_t)(off + 1);	/* fixed up in filters_done */
 		if (!artifs_label_value_valid((const char *)f->mem.ptr + off, x->vlen))
 			return ARTIFS_ENOTFOUND;
+		if (escaped) {
+			/* one name per value: "%63at" is not another spelling of "cat" */
+			char canon[ARTIFS_NAME_MAX + 1];
+			size_t cl = escape(canon, sizeof(canon), (const char *)f->mem.ptr + off, x->vlen);
+			if (!cl || cl != vlen || memcmp(canon, val, vlen))
+				return ARTIFS_ENOTFOUND;
+		}
 	}
 	f->n++;
 	return 0;
