@@ -254,7 +254,25 @@ int artifs_store_open(artifs_store **out, const char *dir, const artifs_store_op
 			goto done;
 		}
 	}
-	if ((rc = open_dbis(s, txn, 0)))
+	if ((rc = open_dbis(s, txn, 0)) == ARTIFS_ECORRUPT && !s->readonly) {
+		/*
+		 * A store made before a table was added (labelsets, notes): add
+		 * the missing tables, which start empty.
+		 */
+		mdb_txn_abort(txn);
+		txn = NULL;
+		if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
+			rc = artifs_error_lmdb(rc, "cannot open store");
+			goto done;
+		}
+		rc = open_dbis(s, txn, MDB_CREATE);
+	} else if (rc == ARTIFS_ECORRUPT) {
+		char why[512];
+		snprintf(why, sizeof(why), "%s", artifs_error_last());
+		artifs_error(ARTIFS_ECORRUPT, "%s; it was made by an older artifs: run a writing command "
+			"once (e.g. 'artifs gc --dry-run') to add the new tables", why);
+	}
+	if (rc)
 		goto done;
 	/* dbi handles opened in a read txn stay valid once it commits */
 	rc = mdb_txn_commit(txn);
