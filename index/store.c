@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define DEFAULT_MAPSIZE ((size_t)1 << 30)
@@ -399,16 +400,36 @@ int artifs_wtxn_begin(artifs_store *s, size_t need, MDB_txn **out)
 	return 0;
 }
 
+/*
+ * A write that failed on a full file system: LMDB reports ENOSPC, or EIO
+ * when the flush of the data file fails.  Name the store and what is free.
+ */
+static int write_failed(MDB_env *env, int rc)
+{
+	const char *dir = NULL;
+	struct statvfs vfs;
+
+	if (mdb_env_get_path(env, &dir) == 0 && dir && statvfs(dir, &vfs) == 0) {
+		uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+		if (rc == ENOSPC || avail < ((uint64_t)16 << 20))
+			return artifs_error(-ENOSPC, "no space left on the device holding the store '%s' "
+				"(%llu KiB free); nothing was committed: free some space and run the command again",
+				dir, (unsigned long long)(avail >> 10));
+	}
+	if (rc == ENOSPC)
+		return artifs_error(-ENOSPC, "no space left on device while writing the store");
+	return artifs_error_lmdb(rc, "cannot commit transaction");
+}
+
 int artifs_txn_commit(MDB_txn *txn)
 {
+	MDB_env *env = mdb_txn_env(txn);
 	int rc = mdb_txn_commit(txn);
 
 	if (rc == MDB_MAP_FULL)
 		return rc;
-	if (rc == ENOSPC)
-		return artifs_error(-ENOSPC, "no space left on device while writing the store");
 	if (rc)
-		return artifs_error_lmdb(rc, "cannot commit transaction");
+		return write_failed(env, rc);
 	return 0;
 }
 
