@@ -13,7 +13,7 @@ int artifs_blob_parse(artifs_blob_view *out, const void *data, size_t len)
 	uint64_t prev = 0;
 	artifs_blob_view b;
 
-	if (len < ARTIFS_BLOB_HDRSZ || p[0] != 'B' || p[1] != 1)
+	if (len < ARTIFS_BLOB_HDRSZ || p[0] != 'B' || p[1] != 1 || p[2] || p[3])
 		return artifs_error(ARTIFS_ECORRUPT, "malformed file manifest");
 	b.nchunks = get_le32(p + 4);
 	b.size = get_le64(p + 8);

@@ -102,7 +102,7 @@ int artifs_commit_decode(artifs_commit **out, const void *data, size_t len)
 	if (!c)
 		return artifs_error(-ENOMEM, "out of memory");
 	h = rd_take(&r, 48);
-	if (!h || h[0] != 'C' || h[1] != 1)
+	if (!h || h[0] != 'C' || h[1] != 1 || h[2] || h[3])
 		goto bad;
 	c->nparents = get_le32(h + 4);
 	memcpy(c->tree.id, h + 8, 16);

@@ -135,7 +135,7 @@ int artifs_labelset_decode(artifs_label *out, size_t max, size_t *n, const void 
 	const uint8_t *h = rd_take(&r, LABELSET_HDRSZ);
 	uint32_t count;
 
-	if (!h || h[0] != 'L' || h[1] != 1)
+	if (!h || h[0] != 'L' || h[1] != 1 || h[2] || h[3])
 		return artifs_error(ARTIFS_ECORRUPT, "malformed labelset record");
 	count = get_le32(h + 4);
 	if (count > max || count > ARTIFS_LABELS_PER_FILE_MAX)

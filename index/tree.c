@@ -27,7 +27,7 @@ int artifs_tree_parse(artifs_tree_view *out, const void *data, size_t len)
 	const uint8_t *p = data;
 	uint32_t count;
 
-	if (len < ARTIFS_TREE_HDRSZ || p[0] != 'T' || p[1] != 1)
+	if (len < ARTIFS_TREE_HDRSZ || p[0] != 'T' || p[1] != 1 || p[2] || p[3])
 		return artifs_error(ARTIFS_ECORRUPT, "malformed tree record");
 	count = get_le32(p + 4);
 	if ((len - ARTIFS_TREE_HDRSZ) / ARTIFS_TREE_ENTSZ < count)
