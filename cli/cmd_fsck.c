@@ -67,6 +67,7 @@ int cmd_fsck(int argc, char **argv)
 		json_object_set_new(chk, "trees", json_integer((json_int_t)st.trees));
 		json_object_set_new(chk, "blobs", json_integer((json_int_t)st.blobs));
 		json_object_set_new(chk, "chunks", json_integer((json_int_t)st.chunks));
+		json_object_set_new(chk, "labelsets", json_integer((json_int_t)st.labelsets));
 		json_object_set_new(chk, "bytes", json_integer((json_int_t)st.bytes_verified));
 		json_object_set_new(root, "checked", chk);
 		json_object_set_new(root, "faults", f.arr);

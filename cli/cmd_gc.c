@@ -39,6 +39,7 @@ int cmd_gc(int argc, char **argv)
 		json_object_set_new(rm, "blobs", json_integer((json_int_t)st.blobs));
 		json_object_set_new(rm, "trees", json_integer((json_int_t)st.trees));
 		json_object_set_new(rm, "commits", json_integer((json_int_t)st.commits));
+		json_object_set_new(rm, "labelsets", json_integer((json_int_t)st.labelsets));
 		json_object_set_new(root, "removed", rm);
 		json_object_set_new(root, "bytes_freed", json_integer((json_int_t)st.bytes));
 		json_object_set_new(root, "kept", json_integer((json_int_t)st.kept));

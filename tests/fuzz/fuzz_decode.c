@@ -2,16 +2,19 @@
  * fuzz_decode.c - every decoder of stored records and every parser of user
  * input that takes bytes, on the same input: tree, manifest, commit and
  * labelset records, CSV and JSON Lines label files, repository, ref and
- * label names, and label paths.  Nothing may crash, leak or read out of
+ * label names, label paths, and the store's config file (git-config
+ * syntax, read through libgit2 as 'artifs config' reads it).  Nothing may crash, leak or read out of
  * bounds; what decodes must re-encode to the same bytes.
  *
  * Built with libFuzzer under clang (fuzz_decode); its corpus is replayed
  * under ctest with any compiler (fuzz_decode_replay).
  */
+#include <git2.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "blob.h"
 #include "codec.h"
@@ -135,6 +138,38 @@ static void names(const uint8_t *data, size_t size)
 	free(s);
 }
 
+static int config_cb(const git_config_entry *e, void *ctx)
+{
+	(void)ctx;
+	check(e->name != NULL);
+	return 0;
+}
+
+static void config_file(const uint8_t *data, size_t size)
+{
+	static char path[64];
+	git_config *cfg = NULL;
+	FILE *f;
+
+	if (!path[0])
+		snprintf(path, sizeof(path), "/tmp/artifs-fuzz-config-%ld", (long)getpid());
+	if (!(f = fopen(path, "wb")))
+		return;
+	fwrite(data, 1, size, f);
+	fclose(f);
+	git_libgit2_init();
+	if (git_config_open_ondisk(&cfg, path) == 0) {
+		git_buf b = { 0 };
+		git_config_foreach(cfg, config_cb, NULL);
+		if (git_config_get_string_buf(&b, cfg, "gitops.url") == 0)
+			check(b.ptr != NULL);
+		git_buf_dispose(&b);
+		git_config_free(cfg);
+	}
+	git_libgit2_shutdown();
+	unlink(path);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	trees(data, size);
@@ -143,6 +178,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	labelsets(data, size);
 	label_files(data, size);
 	names(data, size);
+	config_file(data, size);
 	artifs_error_clear();
 	return 0;
 }
