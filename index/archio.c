@@ -19,9 +19,13 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #define PATH_LIMIT 4096			/* bytes of a member's path */
@@ -41,6 +45,8 @@ struct anode {
 	uint8_t type;			/* ARTIFS_T_* */
 	uint8_t flags;
 	uint8_t member;			/* named by a member of its own (not only implied) */
+	struct anode *lhead, *lnext;	/* hard-link group: its first member, the next one */
+	char *target;			/* symlinks: the target, to check chains at the end */
 };
 
 struct imp {
@@ -55,7 +61,32 @@ struct imp {
 	struct anode **table;
 	size_t nbuckets, nnodes;
 	artifs_buf norm;		/* scratch for normalised paths */
+	struct anode **links;		/* every symlink, checked once all are known */
+	size_t nlinks, caplinks;
+	char *labels_source;		/* "ARCHIVE:.labels.jsonl" for messages */
 };
+
+/*
+ * libarchive converts names through the locale: in the C locale a UTF-8
+ * name in a pax, zip or 7z archive cannot be converted and the member is
+ * refused.  Archives are read and written under C.UTF-8 for this thread
+ * only, whatever the process's locale.
+ */
+static locale_t utf8_enter(locale_t *old)
+{
+	locale_t l = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+
+	*old = l ? uselocale(l) : (locale_t)0;
+	return l;
+}
+
+static void utf8_leave(locale_t l, locale_t old)
+{
+	if (l) {
+		uselocale(old);
+		freelocale(l);
+	}
+}
 
 /* ---- the name tree ---- */
 
@@ -152,6 +183,7 @@ static void free_node(struct anode *x)
 		free(x->kids[i]);
 	}
 	free(x->kids);
+	free(x->target);
 	if (x->path && *x->path)
 		free(x->path);
 }
@@ -334,16 +366,48 @@ static int read_labels(struct imp *m, struct archive *a)
 		rc = artifs_error(-errno, "cannot read labels: %s", strerror(errno));
 		goto done;
 	}
-	rc = artifs_label_file_parse(m->labels, LABELS_MEMBER, f, ARTIFS_LABELS_JSONL);
+	if (!m->labels->source) {
+		/* name the member when its labels are refused later */
+		if (asprintf(&m->labels_source, "%s: member %s", m->path, LABELS_MEMBER) < 0)
+			m->labels_source = NULL;
+		m->labels->source = m->labels_source;
+	}
+	rc = artifs_label_file_parse(m->labels, m->labels_source ? m->labels_source : LABELS_MEMBER, f,
+		ARTIFS_LABELS_JSONL);
 	fclose(f);
 done:
 	artifs_buf_release(&b);
 	return rc;
 }
 
+/*
+ * Names as UTF-8 where the archive says what they are (zip, 7z, pax),
+ * else the raw bytes: the process locale must not decide.
+ */
+static const char *entry_path(struct archive_entry *e)
+{
+	const char *p = archive_entry_pathname_utf8(e);
+
+	return p ? p : archive_entry_pathname(e);
+}
+
+static const char *entry_hardlink(struct archive_entry *e)
+{
+	const char *p = archive_entry_hardlink_utf8(e);
+
+	return p ? p : archive_entry_hardlink(e);
+}
+
+static const char *entry_symlink(struct archive_entry *e)
+{
+	const char *p = archive_entry_symlink_utf8(e);
+
+	return p ? p : archive_entry_symlink(e);
+}
+
 static int one_member(struct imp *m, struct archive *a, struct archive_entry *e)
 {
-	const char *raw = archive_entry_pathname(e), *hl = archive_entry_hardlink(e);
+	const char *raw = entry_path(e), *hl = entry_hardlink(e);
 	mode_t type = archive_entry_filetype(e);
 	struct anode *dir = NULL, *x = NULL;
 	char *member = NULL, *path = NULL;
@@ -395,11 +459,30 @@ static int one_member(struct imp *m, struct archive *a, struct archive_entry *e)
 		}
 		if ((rc = get_node(m, path, strlen(path), dir, ARTIFS_T_FILE, &x)))
 			goto done;
+		/* one group per inode: x joins t's */
+		x->lhead = t->lhead ? t->lhead : t;
+		x->lnext = x->lhead->lnext;
+		x->lhead->lnext = x;
 		x->id = t->id;
 		x->size = t->size;
 		x->flags = t->flags;
 		m->st->files++;
 		m->st->bytes += x->size;
+		if (archive_entry_size_is_set(e) && archive_entry_size(e) > 0) {
+			/*
+			 * newc cpio stores a file's data with its last link: the
+			 * data belongs to every member of the group.
+			 */
+			artifs_oid blob;
+			uint64_t size;
+			if ((rc = read_data(m, a, e, member, &blob, &size)))
+				goto done;
+			for (struct anode *y = x->lhead; y; y = y->lnext) {
+				m->st->bytes += size - y->size;
+				y->id = blob;
+				y->size = size;
+			}
+		}
 	} else if (type == AE_IFREG) {
 		artifs_oid blob;
 		uint64_t size;
@@ -415,7 +498,7 @@ static int one_member(struct imp *m, struct archive *a, struct archive_entry *e)
 		if ((rc = get_node(m, path, strlen(path), dir, ARTIFS_T_DIR, &x)))
 			goto done;
 	} else if (type == AE_IFLNK) {
-		const char *target = archive_entry_symlink(e);
+		const char *target = entry_symlink(e);
 		artifs_oid blob;
 		uint64_t size;
 		if (!target || !link_ok(path, target)) {
@@ -434,6 +517,21 @@ static int one_member(struct imp *m, struct archive *a, struct archive_entry *e)
 			goto done;
 		x->id = blob;
 		x->size = size;
+		if (!(x->target = strdup(target))) {
+			rc = artifs_error(-ENOMEM, "out of memory");
+			goto done;
+		}
+		if (m->nlinks == m->caplinks) {
+			size_t cap = m->caplinks ? m->caplinks * 2 : 64;
+			void *p = realloc(m->links, cap * sizeof(*m->links));
+			if (!p) {
+				rc = artifs_error(-ENOMEM, "out of memory");
+				goto done;
+			}
+			m->links = p;
+			m->caplinks = cap;
+		}
+		m->links[m->nlinks++] = x;
 		m->st->links++;
 	} else {
 		rc = artifs_error(ARTIFS_EINVAL, "%s: member '%s' is a %s; archives may hold files, directories "
@@ -499,39 +597,212 @@ done:
 	return rc;
 }
 
+/*
+ * Does symlink x, followed through the other links of the archive, stay
+ * inside the tree?  Lexical per component, as the kernel would walk it:
+ * ".." above the root escapes; a component that is itself a link is
+ * resolved from where it sits (at most 40 links deep, as Linux).
+ */
+static int resolve(struct imp *m, artifs_buf *cur, const char *target, int budget)
+{
+	const char *p = target;
+
+	if (target[0] == '/')
+		return 0;
+	while (*p) {
+		const char *e = strchr(p, '/');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		if (n == 2 && p[0] == '.' && p[1] == '.') {
+			char *slash;
+			if (!cur->len)
+				return 0;	/* above the root */
+			cur->ptr[cur->len] = '\0';
+			slash = strrchr((char *)cur->ptr, '/');
+			cur->len = slash ? (size_t)(slash - (char *)cur->ptr) : 0;
+		} else if (n && !(n == 1 && p[0] == '.')) {
+			size_t old = cur->len;
+			struct anode *x;
+			if ((old && artifs_buf_put(cur, "/", 1)) || artifs_buf_put(cur, p, n) ||
+			    artifs_buf_grow(cur, 1))
+				return -1;
+			x = find(m, (const char *)cur->ptr, cur->len);
+			if (x && x->type == ARTIFS_T_LINK && x->target) {
+				int r;
+				if (budget <= 0)
+					return 1;	/* a loop: ELOOP for readers, not an escape */
+				cur->len = old;	/* a link resolves from its directory */
+				if ((r = resolve(m, cur, x->target, budget - 1)) != 1)
+					return r;
+			}
+		}
+		p += n + (e ? 1 : 0);
+	}
+	return 1;
+}
+
+static int check_links(struct imp *m)
+{
+	artifs_buf cur = { 0 };
+	int rc = 0;
+
+	for (size_t i = 0; i < m->nlinks && !rc; i++) {
+		struct anode *x = m->links[i];
+		const char *slash = strrchr(x->path, '/');
+		int r;
+		cur.len = 0;
+		if (slash && artifs_buf_put(&cur, x->path, (size_t)(slash - x->path)))
+			return -ENOMEM;
+		if (artifs_buf_grow(&cur, 1))
+			return -ENOMEM;
+		if ((r = resolve(m, &cur, x->target, 40)) < 0)
+			rc = artifs_error(-ENOMEM, "out of memory");
+		else if (r == 0)
+			rc = artifs_error(ARTIFS_EINVAL, "%s: member '%s' is a symbolic link to '%s', which "
+				"leads outside the archive's tree through other links; refusing the archive",
+				m->path, x->path, x->target);
+	}
+	artifs_buf_release(&cur);
+	return rc;
+}
+
+/*
+ * Standard input that cannot seek, read through a peek at its first bytes:
+ * zip and 7z keep their index at the end, which a pipe cannot reach
+ * (libarchive would read a zip without its modes and links), so those are
+ * spooled to an unnamed temporary file first.
+ */
+struct pipein {
+	int fd;
+	int spool;		/* zip or 7z from a pipe: spooled here, or -1 */
+	uint8_t peek[8];
+	size_t npeek, given;
+	uint8_t buf[1 << 16];
+};
+
+static la_ssize_t pipe_read(struct archive *a, void *ud, const void **out)
+{
+	struct pipein *p = ud;
+	ssize_t n;
+
+	if (p->given < p->npeek) {
+		*out = p->peek + p->given;
+		n = (ssize_t)(p->npeek - p->given);
+		p->given = p->npeek;
+		return n;
+	}
+	do
+		n = read(p->fd, p->buf, sizeof(p->buf));
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		archive_set_error(a, errno, "cannot read standard input: %s", strerror(errno));
+	*out = p->buf;
+	return n;
+}
+
+static int open_input(struct imp *m, struct archive *a, struct pipein *pin)
+{
+	struct stat st;
+
+	if (strcmp(m->path, "-"))
+		return archive_read_open_filename(a, m->path, 1 << 20) == ARCHIVE_OK ? 0 : arch_fail(m, a, NULL);
+	if (fstat(0, &st) == 0 && S_ISREG(st.st_mode))	/* "< file": seekable */
+		return archive_read_open_fd(a, 0, 1 << 20) == ARCHIVE_OK ? 0 : arch_fail(m, a, NULL);
+	pin->fd = 0;
+	pin->spool = -1;
+	while (pin->npeek < sizeof(pin->peek)) {
+		ssize_t n = read(0, pin->peek + pin->npeek, sizeof(pin->peek) - pin->npeek);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return artifs_error(-errno, "cannot read standard input: %s", strerror(errno));
+		if (n == 0)
+			break;
+		pin->npeek += (size_t)n;
+	}
+	if ((pin->npeek >= 4 && !memcmp(pin->peek, "PK\x03\x04", 4)) ||
+	    (pin->npeek >= 6 && !memcmp(pin->peek, "7z\xbc\xaf\x27\x1c", 6))) {
+		/*
+		 * Spool it to an unnamed file next to the store (gone when
+		 * closed) and read that: the archive's bytes, not extracted.
+		 */
+		int fd = open(artifs_store_path(m->s), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		const void *buf;
+		ssize_t n;
+		if (fd < 0)
+			return artifs_error(-errno, "cannot make a temporary file for the %s archive on "
+				"stdin: %s", pin->peek[0] == 'P' ? "zip" : "7z", strerror(errno));
+		pin->spool = fd;
+		while ((n = pipe_read(a, pin, &buf)) > 0) {
+			const uint8_t *q = buf;
+			while (n > 0) {
+				ssize_t w = write(fd, q, (size_t)n);
+				if (w < 0 && errno == EINTR)
+					continue;
+				if (w < 0)
+					return artifs_error(-errno, "cannot spool the archive on stdin: %s",
+						strerror(errno));
+				q += w;
+				n -= w;
+			}
+		}
+		if (n < 0)
+			return arch_fail(m, a, NULL);
+		if (lseek(fd, 0, SEEK_SET) < 0)
+			return artifs_error(-errno, "cannot spool the archive on stdin: %s", strerror(errno));
+		return archive_read_open_fd(a, fd, 1 << 20) == ARCHIVE_OK ? 0 : arch_fail(m, a, NULL);
+	}
+	return archive_read_open(a, pin, NULL, pipe_read, NULL) == ARCHIVE_OK ? 0 : arch_fail(m, a, NULL);
+}
+
 static int build(artifs_writer *w, const artifs_oid *prev, artifs_oid *root, artifs_snapshot_stats *st,
 	void *ctx)
 {
 	struct imp *m = ctx;
 	struct archive *a = archive_read_new();
 	struct archive_entry *e;
-	uint64_t bytes;
+	struct pipein *pin = NULL;
+	uint64_t bytes, members = 0;
 	int rc = 0, r;
 
 	m->w = w;
 	m->st = st;
-	if (!a)
-		return artifs_error(-ENOMEM, "out of memory");
-	archive_read_support_filter_all(a);
-	archive_read_support_format_all(a);
-	if (archive_read_open_filename(a, strcmp(m->path, "-") ? m->path : NULL, 1 << 20) != ARCHIVE_OK) {
-		rc = arch_fail(m, a, NULL);
+	if (!a || !(pin = calloc(1, sizeof(*pin)))) {
+		rc = artifs_error(-ENOMEM, "out of memory");
 		goto done;
 	}
+	archive_read_support_filter_all(a);
+	archive_read_support_format_all(a);
+	if ((rc = open_input(m, a, pin)))
+		goto done;
 	while ((r = archive_read_next_header(a, &e)) != ARCHIVE_EOF) {
-		if (r < ARCHIVE_WARN) {
-			rc = arch_fail(m, a, NULL);
+		/* a warning here is damage or a guess (mtree from text): refuse both */
+		if (r != ARCHIVE_OK) {
+			rc = arch_fail(m, a, r == ARCHIVE_WARN ? entry_path(e) : NULL);
+			goto done;
+		}
+		if (members++ == 0 &&
+		    (archive_format(a) & ARCHIVE_FORMAT_BASE_MASK) == ARCHIVE_FORMAT_MTREE) {
+			rc = artifs_error(ARTIFS_EINVAL, "%s: an mtree description, not an archive", m->path);
 			goto done;
 		}
 		if ((rc = one_member(m, a, e)))
 			goto done;
 	}
-	if ((rc = encode(m, &m->root, prev, root, &bytes)))
+	if (!members) {
+		rc = artifs_error(ARTIFS_EINVAL, "%s: empty, or not an archive (no members); nothing "
+			"committed", m->path);
+		goto done;
+	}
+	if ((rc = check_links(m)) || (rc = encode(m, &m->root, prev, root, &bytes)))
 		goto done;
 	if (archive_read_close(a) != ARCHIVE_OK)
 		rc = arch_fail(m, a, NULL);
 done:
-	archive_read_free(a);
+	if (a)
+		archive_read_free(a);
+	if (pin && pin->spool > 0)
+		close(pin->spool);
+	free(pin);
 	return rc;
 }
 
@@ -541,6 +812,7 @@ int artifs_archive_commit(artifs_oid *out, artifs_store *s, const char *repo, co
 {
 	struct imp m;
 	artifs_tree_source src = { build, &m };
+	locale_t loc, old;
 	int rc;
 
 	memset(&m, 0, sizeof(m));
@@ -555,7 +827,13 @@ int artifs_archive_commit(artifs_oid *out, artifs_store *s, const char *repo, co
 	m.nbuckets = 1024;
 	if (!(m.table = calloc(m.nbuckets, sizeof(*m.table))))
 		return artifs_error(-ENOMEM, "out of memory");
+	loc = utf8_enter(&old);
 	rc = artifs_snapshot_source(out, s, repo, branch, &src, o, stats);
+	utf8_leave(loc, old);
+	if (m.labels && m.labels->source == m.labels_source)
+		m.labels->source = NULL;
+	free(m.labels_source);
+	free(m.links);
 	free_node(&m.root);
 	free(m.table);
 	artifs_buf_release(&m.norm);
@@ -620,7 +898,11 @@ static int wr_fail(struct exp *x, const char *what)
 static void entry_init(struct exp *x, const char *path, mode_t type, int perm, uint64_t size)
 {
 	archive_entry_clear(x->e);
-	archive_entry_set_pathname(x->e, path);
+	/* UTF-8 names as UTF-8 whatever the locale; other bytes as they are */
+	if (artifs_utf8_valid(path, strlen(path)))
+		archive_entry_update_pathname_utf8(x->e, path);
+	else
+		archive_entry_copy_pathname(x->e, path);
 	archive_entry_set_filetype(x->e, type);
 	archive_entry_set_perm(x->e, perm);
 	archive_entry_set_size(x->e, (la_int64_t)size);
@@ -667,7 +949,10 @@ static int put_link(struct exp *x, const char *path, const artifs_oid *id, uint6
 	}
 	if (!rc && !(rc = artifs_buf_put(&t, "", 1))) {
 		entry_init(x, path, AE_IFLNK, 0777, 0);
-		archive_entry_set_symlink(x->e, (const char *)t.ptr);
+		if (artifs_utf8_valid((const char *)t.ptr, t.len - 1))
+			archive_entry_update_symlink_utf8(x->e, (const char *)t.ptr);
+		else
+			archive_entry_copy_symlink(x->e, (const char *)t.ptr);
 		if (archive_write_header(x->a, x->e) != ARCHIVE_OK)
 			rc = wr_fail(x, path);
 		x->st->links++;
@@ -677,7 +962,7 @@ static int put_link(struct exp *x, const char *path, const artifs_oid *id, uint6
 	return rc;
 }
 
-static int export_dir(struct exp *x, const artifs_oid *tree)
+static int export_dir(struct exp *x, const artifs_oid *tree, int top_labels)
 {
 	artifs_tree_view t;
 	int rc;
@@ -690,6 +975,10 @@ static int export_dir(struct exp *x, const artifs_oid *tree)
 		const char *p;
 		if ((rc = artifs_tree_entry_at(&t, i, &en)))
 			return rc;
+		/* the generated manifest went first; a file of that name would repeat it */
+		if (top_labels && en.name_len == sizeof(LABELS_MEMBER) - 1 &&
+		    !memcmp(en.name, LABELS_MEMBER, en.name_len))
+			continue;
 		if (old)
 			artifs_buf_put(&x->path, "/", 1);
 		artifs_buf_put(&x->path, en.name, en.name_len);
@@ -702,7 +991,7 @@ static int export_dir(struct exp *x, const artifs_oid *tree)
 			if (archive_write_header(x->a, x->e) != ARCHIVE_OK)
 				return wr_fail(x, p);
 			x->st->dirs++;
-			rc = export_dir(x, &en.id);
+			rc = export_dir(x, &en.id, 0);
 		} else if (en.type == ARTIFS_T_LINK) {
 			rc = put_link(x, p, &en.id, en.size);
 		} else {
@@ -726,8 +1015,10 @@ int artifs_archive_export(artifs_store *s, const artifs_oid *commit, const char 
 	struct exp x = { 0 };
 	artifs_commit *c = NULL;
 	artifs_tree_entry root;
+	locale_t loc, old;
 	int rc = 0;
 
+	loc = utf8_enter(&old);
 	if (!stats)
 		stats = &local;
 	memset(stats, 0, sizeof(*stats));
@@ -780,7 +1071,7 @@ int artifs_archive_export(artifs_store *s, const artifs_oid *commit, const char 
 		if ((rc = put_blob(&x, &c->labels, LABELS_MEMBER)))
 			goto done;
 	}
-	if ((rc = export_dir(&x, &root.id)))
+	if ((rc = export_dir(&x, &root.id, !*path && !artifs_oid_is_zero(&c->labels))))
 		goto done;
 	if (archive_write_close(x.a) != ARCHIVE_OK)
 		rc = wr_fail(&x, "archive");
@@ -793,5 +1084,6 @@ done:
 	artifs_commit_free(c);
 	if (x.txn)
 		mdb_txn_abort(x.txn);
+	utf8_leave(loc, old);
 	return rc;
 }

@@ -7,7 +7,7 @@ pkgs=(
 	build-essential cmake pkg-config
 	liblmdb-dev libxxhash-dev libjansson-dev libcsv-dev attr
 	libfuse3-dev fuse3 libgit2-dev libarchive-dev libarchive-tools
-	libcmocka-dev python3 python3-pytest git
+	libcmocka-dev python3 python3-pytest git unzip zstd xz-utils
 )
 
 missing=()
