@@ -45,7 +45,7 @@ def gc(cli, dry):
     r = cli.json("gc", *(["--dry-run"] if dry else []))
     assert list(r) == ["dry_run", "removed", "bytes_freed", "kept"]
     assert r["dry_run"] is dry
-    assert set(r["removed"]) == {"chunks", "blobs", "trees", "commits"}
+    assert set(r["removed"]) == {"chunks", "blobs", "trees", "commits", "labelsets"}
     return r
 
 
@@ -192,7 +192,7 @@ def test_corrupt_chunk_is_found_and_never_served(cli, tmp_path):
 
     j = json.loads(cli.run("fsck", "--json", rc=3).stdout)
     assert j["ok"] is False
-    assert list(j["checked"]) == ["refs", "commits", "trees", "blobs", "chunks", "bytes"]
+    assert list(j["checked"]) == ["refs", "commits", "trees", "blobs", "chunks", "labelsets", "bytes"]
     assert j["checked"]["commits"] == 2
     assert all(list(f) == ["kind", "id", "where", "message"] for f in j["faults"])
     assert {f["where"].split(":", 1)[1] for f in j["faults"]} == named
