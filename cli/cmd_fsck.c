@@ -2,7 +2,12 @@
 #include "error.h"
 #include "maint.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct fctx {
@@ -29,32 +34,71 @@ static void on_fault(const char *kind, const artifs_oid *id, const char *where, 
 	printf("%s %s: %s (in %s)\n", kind, artifs_oid_fmt(hex, id), msg, where);
 }
 
-int cmd_fsck(int argc, char **argv)
+/* A fault about the store itself (no object to name). */
+static json_t *store_fault(const char *msg)
 {
-	static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { 0 } };
+	json_t *o = json_object();
+
+	json_object_set_new(o, "kind", json_string("store"));
+	json_object_set_new(o, "id", json_null());
+	json_object_set_new(o, "where", json_string("(LMDB index)"));
+	json_object_set_new(o, "message", json_string(msg));
+	return o;
+}
+
+/* The whole report when the check could not run to its end. */
+static void fatal_json(const char *msg)
+{
+	json_t *root = json_object(), *faults = json_array();
+
+	json_array_append_new(faults, store_fault(msg));
+	json_object_set_new(root, "ok", json_false());
+	json_object_set_new(root, "fatal", json_string(msg));
+	json_object_set_new(root, "faults", faults);
+	cli_json_print(root);
+}
+
+/* The check itself; its exit status. */
+static int fsck_run(int json)
+{
 	struct fctx f = { 0 };
 	artifs_store *s = NULL;
-	artifs_fsck_stats st;
-	int json = 0, o, rc;
+	artifs_fsck_stats st = { 0 };
+	char fatal[1024] = "";
+	int rc;
 	double t0;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (o == 'j')
-			json = 1;
-		else
-			return cli_usage("fsck", "unknown option");
-	}
-	if (argc != optind)
-		return cli_usage("fsck", "'fsck' takes no arguments");
-	if ((rc = cli_open_store(&s, 1)))
+	if ((rc = cli_open_store(&s, 1))) {
+		/* a store that is there but does not open is damage, not a usage slip */
+		char *p = NULL, data[4096];
+		if (artifs_store_default_path(&p, cli_store_flag) == 0) {
+			snprintf(data, sizeof(data), "%s/data.mdb", p);
+			if (access(data, F_OK) == 0) {
+				rc = EXIT_FAULTS;
+				if (json) {
+					char msg[600];
+					snprintf(msg, sizeof(msg), "the store cannot be opened: %s",
+						artifs_error_last());
+					fatal_json(msg);
+				}
+			}
+		}
+		free(p);
 		return rc;
+	}
 	if (json)
 		f.arr = json_array();
 	cli_progress_init(&f.prog, "fsck");
 	t0 = cli_now();
 	rc = artifs_fsck(s, on_fault, cli_progress_cb, &f, &st);
 	cli_progress_done(&f.prog);
-	if (rc) {
+	if (rc == ARTIFS_ECORRUPT) {
+		/* LMDB's pages are damaged: report what was found, then that */
+		snprintf(fatal, sizeof(fatal), "%s", artifs_error_last());
+		st.faults++;
+		if (f.arr)
+			json_array_append_new(f.arr, store_fault(fatal));
+	} else if (rc) {
 		json_decref(f.arr);
 		rc = cli_fail_rc(rc);
 		goto out;
@@ -71,9 +115,13 @@ int cmd_fsck(int argc, char **argv)
 		json_object_set_new(chk, "bytes", json_integer((json_int_t)st.bytes_verified));
 		json_object_set_new(root, "checked", chk);
 		json_object_set_new(root, "faults", f.arr);
+		if (*fatal)
+			json_object_set_new(root, "fatal", json_string(fatal));
 		cli_json_print(root);
 	} else {
 		char b[32];
+		if (*fatal)
+			fprintf(stderr, "artifs: error: %s\n", fatal);
 		fprintf(st.faults ? stdout : stderr,
 			"%s: %llu refs, %llu commits, %llu trees, %llu files, %llu chunks (%s) checked in %.2fs; %llu faults\n",
 			st.faults ? "fsck found damage" : "fsck ok",
@@ -86,4 +134,49 @@ int cmd_fsck(int argc, char **argv)
 out:
 	artifs_store_free(s);
 	return rc;
+}
+
+int cmd_fsck(int argc, char **argv)
+{
+	static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { 0 } };
+	int json = 0, o, status;
+	pid_t pid;
+
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (o == 'j')
+			json = 1;
+		else
+			return cli_usage("fsck", "unknown option");
+	}
+	if (argc != optind)
+		return cli_usage("fsck", "'fsck' takes no arguments");
+	/*
+	 * LMDB has no page checksums: damage in its B-tree pages can make it
+	 * read out of bounds.  The check runs in a child, so that even then
+	 * fsck reports the damage instead of dying with it.
+	 */
+	fflush(NULL);
+	if ((pid = fork()) < 0)
+		return fsck_run(json);
+	if (pid == 0) {
+		if (!json)
+			setvbuf(stdout, NULL, _IOLBF, 0);	/* faults found before a crash still show */
+		int rc = fsck_run(json);
+		fflush(NULL);
+		_exit(rc);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return cli_fail(NULL, "cannot wait for the check: %s", strerror(errno));
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	{
+		char msg[256];
+		snprintf(msg, sizeof(msg), "reading the store's LMDB index crashed (%s): its pages are "
+			"damaged; restore the store from a copy", strsignal(WTERMSIG(status)));
+		if (json)
+			fatal_json(msg);
+		fprintf(stderr, "artifs: error: %s\n", msg);
+	}
+	return EXIT_FAULTS;
 }

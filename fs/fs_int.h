@@ -5,6 +5,7 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <stdint.h>
 #include <lmdb.h>
 
@@ -157,6 +158,35 @@ int fs_txn_begin(artifs_fs *fs, MDB_txn **txn);
 void fs_txn_end(artifs_fs *fs, MDB_txn *txn);
 /* Drop this thread's kept transaction (before the store closes). */
 void fs_txn_release_thread(void);
+
+/*
+ * Records (trees, manifests, commits, labelsets) are checked against their
+ * ids the first time the mount uses them, like chunks: damaged names,
+ * sizes or labels are EIO, never shown.
+ */
+struct artifs_blob_view;
+struct artifs_commit;
+int fs_check(artifs_fs *fs, MDB_txn *txn, char kind, const artifs_oid *id);
+int fs_tree_load(artifs_fs *fs, MDB_txn *txn, const artifs_oid *id, artifs_tree_view *out);
+int fs_blob_load(artifs_fs *fs, MDB_txn *txn, const artifs_oid *id, struct artifs_blob_view *out);
+int fs_commit_load(artifs_fs *fs, MDB_txn *txn, const artifs_oid *id, struct artifs_commit **out);
+
+/*
+ * LMDB has no page checksums: a damaged B-tree page can make it read out of
+ * the map (SIGSEGV, SIGBUS).  Requests that read the store run guarded: the
+ * signal jumps back to the request, which releases its transaction and pin
+ * gate and answers EIO, and the daemon keeps serving.
+ */
+typedef struct fs_guard {
+	sigjmp_buf jb;
+	MDB_txn *txn;		/* open read transaction, if any */
+	int pins;		/* fs_pin_begin calls not yet ended */
+} fs_guard;
+void fs_guard_enter(artifs_fs *fs, fs_guard *g);
+void fs_guard_leave(void);
+void fs_guard_recover(artifs_fs *fs, fs_guard *g);
+/* Install the SIGSEGV/SIGBUS handler (once, at mount). */
+void fs_guard_install(void);
 
 /* Chunk verification cache. */
 int fs_verified(artifs_fs *fs, const artifs_oid *id);

@@ -270,7 +270,8 @@ static int labels_match(artifs_fs *fs, MDB_txn *txn, const artifs_oid *id, const
 
 	if (artifs_oid_is_zero(id))
 		return f->n == 0;
-	if ((rc = artifs_labelset_load(l, ARTIFS_LABELS_PER_FILE_MAX, &n, fs->store, txn, id)))
+	if ((rc = fs_check(fs, txn, 'L', id)) ||
+	    (rc = artifs_labelset_load(l, ARTIFS_LABELS_PER_FILE_MAX, &n, fs->store, txn, id)))
 		return rc;
 	for (size_t i = 0; i < f->n; i++) {
 		const struct filter *x = &f->f[i];
@@ -316,7 +317,7 @@ static int tree_match(artifs_fs *fs, MDB_txn *txn, const artifs_oid *id, const s
 		return found;
 	}
 	pthread_mutex_unlock(&L->lock);
-	if ((rc = artifs_tree_load(&t, fs->store, txn, id)))
+	if ((rc = fs_tree_load(fs, txn, id, &t)))
 		return rc;
 	/* files first: a match there spares the walk below */
 	for (int pass = 0; pass < 2 && !found; pass++)
@@ -399,7 +400,7 @@ static int list_tree(struct lister *ls, const artifs_oid *id)
 
 	if ((rc = artifs_oidset_add(&ls->trees, id)) <= 0)
 		return rc;
-	if ((rc = artifs_tree_load(&t, ls->fs->store, ls->txn, id)))
+	if ((rc = fs_tree_load(ls->fs, ls->txn, id, &t)))
 		return rc;
 	for (uint32_t i = 0; i < t.count; i++) {
 		artifs_tree_entry e;
@@ -493,7 +494,7 @@ int fs_labels_child(artifs_fs *fs, MDB_txn *txn, fs_node *p, const char *name, f
 			t.dir = p->id;
 			t.id = p->labels;
 			if (!artifs_oid_is_zero(&p->labels)) {
-				if ((rc = artifs_blob_load(&b, fs->store, txn, &p->labels)))
+				if ((rc = fs_blob_load(fs, txn, &p->labels, &b)))
 					return rc;
 				t.size = b.size;
 			}
@@ -523,7 +524,7 @@ int fs_labels_child(artifs_fs *fs, MDB_txn *txn, fs_node *p, const char *name, f
 		artifs_tree_view tv;
 		artifs_tree_entry te;
 		filters_done(&f);
-		if ((rc = artifs_tree_load(&tv, fs->store, txn, &p->id)) ||
+		if ((rc = fs_tree_load(fs, txn, &p->id, &tv)) ||
 		    (rc = artifs_tree_lookup(&tv, name, len, &te)))
 			goto done;
 		rc = te.type == ARTIFS_T_FILE ? labels_match(fs, txn, &te.labels, &f) :
@@ -580,7 +581,8 @@ int fs_xattr_get(artifs_fs *fs, MDB_txn *txn, const fs_node *n, const char *name
 
 	if (n->kind != FS_FILE || artifs_oid_is_zero(&n->labels) || strncmp(name, XATTR_PREFIX, plen))
 		return -ENODATA;
-	if ((rc = artifs_labelset_load(l, ARTIFS_LABELS_PER_FILE_MAX, &cnt, fs->store, txn, &n->labels)))
+	if ((rc = fs_check(fs, txn, 'L', &n->labels)) ||
+	    (rc = artifs_labelset_load(l, ARTIFS_LABELS_PER_FILE_MAX, &cnt, fs->store, txn, &n->labels)))
 		return rc;
 	name += plen;
 	klen = strlen(name);
@@ -601,7 +603,8 @@ int fs_xattr_list(artifs_fs *fs, MDB_txn *txn, const fs_node *n, artifs_buf *out
 
 	if (n->kind != FS_FILE || artifs_oid_is_zero(&n->labels))
 		return 0;
-	if ((rc = artifs_labelset_load(l, ARTIFS_LABELS_PER_FILE_MAX, &cnt, fs->store, txn, &n->labels)))
+	if ((rc = fs_check(fs, txn, 'L', &n->labels)) ||
+	    (rc = artifs_labelset_load(l, ARTIFS_LABELS_PER_FILE_MAX, &cnt, fs->store, txn, &n->labels)))
 		return rc;
 	for (size_t i = 0; i < cnt; i++)
 		if ((rc = artifs_buf_put(out, XATTR_PREFIX, sizeof(XATTR_PREFIX) - 1)) ||

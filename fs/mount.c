@@ -291,6 +291,7 @@ int artifs_mount(const artifs_mount_opts *o)
 	fs.store = s;
 	if (artifs_pins_open(&fs.pins, s))
 		fs_log(LOG_WARNING, "versions served are not pinned against gc: %s", artifs_error_last());
+	fs_guard_install();
 	if (fs_prefetch_start(&fs))
 		fs_log(LOG_WARNING, "no directory prefetch: out of memory");
 	fs_log(LOG_INFO, "serving store '%s' on '%s'", store_real, real);

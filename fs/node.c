@@ -7,12 +7,20 @@
  */
 #include "fs_int.h"
 
+#include <signal.h>
+
+#include "blob.h"
+#include "commit.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
 #include "error.h"
+
+/* The guard of the request this thread is serving (fs_guard_enter). */
+static __thread fs_guard *guard;
 
 #define VERIFY_SLOTS 65536	/* chunk ids remembered as verified (1 MiB) */
 
@@ -359,6 +367,8 @@ int fs_txn_begin(artifs_fs *fs, MDB_txn **txn)
 	if ((t = pthread_getspecific(txn_key))) {
 		if (!mdb_txn_renew(t)) {
 			*txn = t;
+			if (guard)
+				guard->txn = t;
 			return 0;
 		}
 		/* e.g. MDB_MAP_RESIZED: drop it and take the full path */
@@ -390,6 +400,8 @@ int fs_txn_begin(artifs_fs *fs, MDB_txn **txn)
 		fs_log(3, "cannot begin a read transaction: %s", artifs_error_last());
 		return -EIO;
 	}
+	if (guard)
+		guard->txn = *txn;
 	return 0;
 }
 
@@ -397,6 +409,8 @@ void fs_txn_end(artifs_fs *fs, MDB_txn *txn)
 {
 	MDB_txn *t = pthread_getspecific(txn_key);
 
+	if (guard && guard->txn == txn)
+		guard->txn = NULL;
 	if (!t && !pthread_setspecific(txn_key, txn))
 		t = txn;
 	if (t == txn)
@@ -430,10 +444,94 @@ void fs_set_verified(artifs_fs *fs, const artifs_oid *id)
 	pthread_mutex_unlock(&fs->vlock);
 }
 
+static void crash_handler(int sig, siginfo_t *si, void *uc)
+{
+	(void)si;
+	(void)uc;
+	if (guard) {
+		fs_guard *g = guard;
+		guard = NULL;
+		siglongjmp(g->jb, sig);
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void fs_guard_install(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = crash_handler;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGBUS, &sa, NULL);
+}
+
+void fs_guard_enter(artifs_fs *fs, fs_guard *g)
+{
+	(void)fs;
+	g->txn = NULL;
+	g->pins = 0;
+	guard = g;
+}
+
+void fs_guard_leave(void)
+{
+	guard = NULL;
+}
+
+void fs_guard_recover(artifs_fs *fs, fs_guard *g)
+{
+	guard = NULL;
+	if (g->txn)
+		fs_txn_end(fs, g->txn);
+	while (g->pins-- > 0)
+		fs_pin_end(fs);
+	fs_log(3, "a read of the store crashed inside LMDB (its pages are damaged); answered EIO "
+		"and kept serving: run 'artifs fsck'");
+}
+
+int fs_check(artifs_fs *fs, MDB_txn *txn, char kind, const artifs_oid *id)
+{
+	int rc;
+
+	if (fs_verified(fs, id))
+		return 0;
+	if ((rc = artifs_object_check(fs->store, txn, kind, id)))
+		return rc;
+	fs_set_verified(fs, id);
+	return 0;
+}
+
+int fs_tree_load(artifs_fs *fs, MDB_txn *txn, const artifs_oid *id, artifs_tree_view *out)
+{
+	int rc = fs_check(fs, txn, 'T', id);
+
+	return rc ? rc : artifs_tree_load(out, fs->store, txn, id);
+}
+
+int fs_blob_load(artifs_fs *fs, MDB_txn *txn, const artifs_oid *id, artifs_blob_view *out)
+{
+	int rc = fs_check(fs, txn, 'B', id);
+
+	return rc ? rc : artifs_blob_load(out, fs->store, txn, id);
+}
+
+int fs_commit_load(artifs_fs *fs, MDB_txn *txn, const artifs_oid *id, artifs_commit **out)
+{
+	int rc = fs_check(fs, txn, 'C', id);
+
+	return rc ? rc : artifs_commit_load(out, fs->store, txn, id);
+}
+
 void fs_pin_begin(artifs_fs *fs)
 {
 	if (!fs->pins)
 		return;
+	if (guard)
+		guard->pins++;
 	pthread_mutex_lock(&fs->pin_lock);
 	/* one flock per process: the first thread in takes it, the last drops it */
 	if (fs->store_locks++ == 0 && artifs_pins_gate(fs->pins))
@@ -445,6 +543,8 @@ void fs_pin_end(artifs_fs *fs)
 {
 	if (!fs->pins)
 		return;
+	if (guard && guard->pins > 0)
+		guard->pins--;
 	pthread_mutex_lock(&fs->pin_lock);
 	if (--fs->store_locks == 0)
 		artifs_pins_ungate(fs->pins);

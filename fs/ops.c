@@ -175,7 +175,7 @@ static int version_root(artifs_fs *fs, MDB_txn *txn, fs_node *p, const char *nam
 	t.commit = *id;
 	t.time = unborn_time;
 	if (!artifs_oid_is_zero(id)) {
-		if ((rc = artifs_commit_load(&c, fs->store, txn, id)))
+		if ((rc = fs_commit_load(fs, txn, id, &c)))
 			return rc;
 		t.id = c->tree;
 		t.labels = c->labels;
@@ -184,7 +184,7 @@ static int version_root(artifs_fs *fs, MDB_txn *txn, fs_node *p, const char *nam
 		if (!artifs_oid_is_zero(&t.id)) {
 			artifs_tree_view tv;
 
-			if ((rc = artifs_tree_load(&tv, fs->store, txn, &t.id)))
+			if ((rc = fs_tree_load(fs, txn, &t.id, &tv)))
 				return rc;
 			/* like every directory below it: the bytes it holds */
 			for (uint32_t i = 0; i < tv.count; i++) {
@@ -284,7 +284,7 @@ static int child(artifs_fs *fs, MDB_txn *txn, fs_node *p, const char *name, fs_n
 
 		if (artifs_oid_is_zero(&p->id))
 			return ARTIFS_ENOTFOUND;
-		if ((rc = artifs_tree_load(&tv, fs->store, txn, &p->id)) ||
+		if ((rc = fs_tree_load(fs, txn, &p->id, &tv)) ||
 		    (rc = artifs_tree_lookup(&tv, name, strlen(name), &te)))
 			return rc;
 		if (!(*out = node_for_entry(fs, p, &te)))
@@ -314,7 +314,7 @@ static void after_init(artifs_fs *fs)
 		fs_raise_readahead(fs);
 }
 
-static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+static void op_lookup_body(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	artifs_fs *fs = FS(req);
 	fs_node *p = fs_node_of(fs, parent), *n;
@@ -348,6 +348,20 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fill_entry(fs, n, &e);
 	if (fuse_reply_entry(req, &e))
 		fs_forget(fs, n, 1);	/* the kernel did not take it */
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fs_guard g;
+
+	if (sigsetjmp(g.jb, 1)) {
+		fs_guard_recover(FS(req), &g);
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	fs_guard_enter(FS(req), &g);
+	op_lookup_body(req, parent, name);
+	fs_guard_leave();
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -414,7 +428,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_open(req, fi);
 }
 
-static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+static void op_readlink_body(fuse_req_t req, fuse_ino_t ino)
 {
 	artifs_fs *fs = FS(req);
 	fs_node *n = fs_node_of(fs, ino);
@@ -432,7 +446,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	if (!(rc = artifs_blob_load(&b, fs->store, txn, &n->id))) {
+	if (!(rc = fs_blob_load(fs, txn, &n->id, &b))) {
 		if (b.size > PATH_MAX)
 			rc = artifs_error(ARTIFS_ECORRUPT, "link target of %llu bytes",
 				(unsigned long long)b.size);
@@ -460,6 +474,20 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_readlink(req, buf);
 }
 
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	fs_guard g;
+
+	if (sigsetjmp(g.jb, 1)) {
+		fs_guard_recover(FS(req), &g);
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	fs_guard_enter(FS(req), &g);
+	op_readlink_body(req, ino);
+	fs_guard_leave();
+}
+
 /*
  * A reader walking a tree cold reaches the next directories soon: queue the
  * two directories after `d` in its parent, so their files are fetched
@@ -473,7 +501,7 @@ static void prefetch_next_dirs(artifs_fs *fs, MDB_txn *txn, const fs_node *d)
 
 	if (!p || (p->kind != FS_DIR && p->kind != FS_VROOT && p->kind != FS_VIEW) ||
 	    artifs_oid_is_zero(&p->id) ||
-	    artifs_tree_load(&tv, fs->store, txn, &p->id) ||
+	    fs_tree_load(fs, txn, &p->id, &tv) ||
 	    artifs_tree_search(&tv, d->name, strlen(d->name), &i))
 		return;
 	for (i++; i < tv.count && found < 2; i++) {
@@ -540,7 +568,7 @@ static void read_ahead(artifs_fs *fs, MDB_txn *txn, fs_node *n, const artifs_blo
 		fs_prefetch_range(fs, lo, hi - lo);
 }
 
-static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+static void op_read_body(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fuse_file_info *fi)
 {
 	artifs_fs *fs = FS(req);
@@ -571,7 +599,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	if ((rc = artifs_blob_load(&b, fs->store, txn, &n->id)))
+	if ((rc = fs_blob_load(fs, txn, &n->id, &b)))
 		goto fail;
 	if (b.size != n->size) {
 		rc = artifs_error(ARTIFS_ECORRUPT, "manifest size %llu, tree says %llu",
@@ -651,6 +679,21 @@ fail:
 				rc == -ENOMEM ? "out of memory" : artifs_error_last());
 	}
 	fuse_reply_err(req, rc == -ENOMEM ? ENOMEM : EIO);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	struct fuse_file_info *fi)
+{
+	fs_guard g;
+
+	if (sigsetjmp(g.jb, 1)) {
+		fs_guard_recover(FS(req), &g);
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	fs_guard_enter(FS(req), &g);
+	op_read_body(req, ino, size, off, fi);
+	fs_guard_leave();
 }
 
 typedef fs_namelist namelist;
@@ -862,7 +905,7 @@ static int dir_add(fuse_req_t req, struct dirbuf *db, const char *name, const st
 	return 0;
 }
 
-static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus)
+static void do_readdir_body(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus)
 {
 	artifs_fs *fs = FS(req);
 	fs_node *p = fs_node_of(fs, ino);
@@ -907,7 +950,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
 
 		if (artifs_oid_is_zero(&p->id))
 			goto reply;
-		if ((rc = artifs_tree_load(&tv, fs->store, txn, &p->id)))
+		if ((rc = fs_tree_load(fs, txn, &p->id, &tv)))
 			goto reply;
 		if (with_mf)
 			shadowed = !artifs_tree_search(&tv, manifest, sizeof(manifest) - 1, &mpos);
@@ -996,6 +1039,20 @@ reply:
 	free(db.buf);
 }
 
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus)
+{
+	fs_guard g;
+
+	if (sigsetjmp(g.jb, 1)) {
+		fs_guard_recover(FS(req), &g);
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	fs_guard_enter(FS(req), &g);
+	do_readdir_body(req, ino, size, off, plus);
+	fs_guard_leave();
+}
+
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fuse_file_info *fi)
 {
@@ -1015,7 +1072,7 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
  * size 0 asks for the length; a buffer too small is ERANGE; a file without
  * the key, or a directory, has ENODATA.
  */
-static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+static void op_getxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	artifs_fs *fs = FS(req);
 	fs_node *n = fs_node_of(fs, ino);
@@ -1046,7 +1103,21 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	fs_txn_end(fs, txn);
 }
 
-static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	fs_guard g;
+
+	if (sigsetjmp(g.jb, 1)) {
+		fs_guard_recover(FS(req), &g);
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	fs_guard_enter(FS(req), &g);
+	op_getxattr_body(req, ino, name, size);
+	fs_guard_leave();
+}
+
+static void op_listxattr_body(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	artifs_fs *fs = FS(req);
 	fs_node *n = fs_node_of(fs, ino);
@@ -1076,6 +1147,20 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	else
 		fuse_reply_buf(req, (const char *)b.ptr, b.len);
 	artifs_buf_release(&b);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	fs_guard g;
+
+	if (sigsetjmp(g.jb, 1)) {
+		fs_guard_recover(FS(req), &g);
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	fs_guard_enter(FS(req), &g);
+	op_listxattr_body(req, ino, size);
+	fs_guard_leave();
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)

@@ -24,7 +24,8 @@ struct reach {
 	int flags;
 	artifs_oidset commits, trees, blobs, chunks, labelsets;
 	/* fsck: damaged objects, so every later file using them is named too */
-	artifs_oidset bad_blobs, bad_chunks;
+	artifs_oidset bad_blobs, bad_chunks, bad_trees;
+	int fatal;			/* an LMDB error: the walk cannot go on */
 	artifs_oid *stack;		/* commits still to visit */
 	size_t nstack, capstack;
 	const char *repo;
@@ -69,7 +70,10 @@ static int get_obj(struct reach *r, MDB_dbi dbi, const char *kind, const artifs_
 		return 0;
 	}
 	if (rc) {
+		/* LMDB's own pages are damaged: this transaction can read no more */
 		fault(r, kind, id, "unreadable: %s", mdb_strerror(rc));
+		if (!r->fatal)
+			r->fatal = rc;
 		return 0;
 	}
 	if (r->flags & R_VERIFY) {
@@ -213,15 +217,41 @@ static int walk_labels(struct reach *r, const artifs_oid *id)
 	return 0;
 }
 
+static int walk_tree_body(struct reach *r, const artifs_oid *id);
+
+/*
+ * Each tree is walked once, except one holding damage: fsck walks it again
+ * wherever it recurs, so every version and path using a damaged object is
+ * named (the faults are found once, and reported again from their sets).
+ */
 static int walk_tree(struct reach *r, const artifs_oid *id)
+{
+	uint64_t faults0 = r->fs.faults;
+	int rc, first;
+
+	if ((rc = artifs_oidset_add(&r->trees, id)) < 0)
+		return rc;
+	first = rc;
+	if (!first && !((r->flags & R_VERIFY) && artifs_oidset_has(&r->bad_trees, id)))
+		return 0;
+	if (first)
+		r->fs.trees++;
+	if (r->fatal)
+		return artifs_error(ARTIFS_ECORRUPT, "the store's LMDB index is damaged (%s); fsck "
+			"stopped there", mdb_strerror(r->fatal));
+	if ((rc = walk_tree_body(r, id)))
+		return rc;
+	if (first && r->fs.faults != faults0 && (rc = artifs_oidset_add(&r->bad_trees, id)) < 0)
+		return rc;
+	return 0;
+}
+
+static int walk_tree_body(struct reach *r, const artifs_oid *id)
 {
 	artifs_tree_view t;
 	MDB_val v;
 	int rc;
 
-	if ((rc = artifs_oidset_add(&r->trees, id)) <= 0)
-		return rc;
-	r->fs.trees++;
 	if (!get_obj(r, r->s->trees, "tree", id, &v))
 		return 0;
 	if (artifs_tree_parse(&t, v.mv_data, v.mv_size) ||
@@ -364,6 +394,7 @@ static int reach_init(struct reach *r, artifs_store *s, int flags)
 	artifs_oidset_init(&r->chunks);
 	artifs_oidset_init(&r->labelsets);
 	artifs_oidset_init(&r->bad_blobs);
+	artifs_oidset_init(&r->bad_trees);
 	artifs_oidset_init(&r->bad_chunks);
 	if (!(r->h = artifs_hasher_new()))
 		return artifs_error(-ENOMEM, "out of memory");
@@ -378,6 +409,7 @@ static void reach_release(struct reach *r)
 	artifs_oidset_release(&r->chunks);
 	artifs_oidset_release(&r->labelsets);
 	artifs_oidset_release(&r->bad_blobs);
+	artifs_oidset_release(&r->bad_trees);
 	artifs_oidset_release(&r->bad_chunks);
 	artifs_hasher_free(r->h);
 	artifs_buf_release(&r->path);
@@ -438,6 +470,15 @@ int artifs_fsck(artifs_store *s, artifs_fault_fn fault_fn, artifs_progress_fn pr
 	if ((rc = artifs_rtxn_begin(s, &r.txn)))
 		goto done;
 	rc = reach_run(&r, NULL);
+	if (!rc && r.fatal)
+		rc = artifs_error(ARTIFS_ECORRUPT, "the store's LMDB index is damaged (%s); fsck "
+			"stopped there", mdb_strerror(r.fatal));
+	else if (rc && r.fatal) {
+		char why[512];
+		snprintf(why, sizeof(why), "%s", artifs_error_last());
+		rc = artifs_error(ARTIFS_ECORRUPT, "the store's LMDB index is damaged (%s): %s",
+			mdb_strerror(r.fatal), why);
+	}
 	mdb_txn_abort(r.txn);
 	if (progress)
 		progress(&r.prog, ctx);

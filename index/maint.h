@@ -29,7 +29,9 @@ typedef struct artifs_fsck_stats {
  * Verify every reachable object: each record hashes to its id and decodes,
  * each chunk hashes to its id and has the length its manifest says, each
  * file's chunks hash to its whole-file digest.  Faults go to fault_fn and are
- * counted; the return is 0 unless the walk itself failed.
+ * counted; the return is 0 unless the walk itself failed: ARTIFS_ECORRUPT
+ * when LMDB's own pages are too damaged to go on (stats and the faults
+ * reported so far are still filled in).
  */
 int artifs_fsck(artifs_store *s, artifs_fault_fn fault_fn, artifs_progress_fn progress, void *ctx,
 	artifs_fsck_stats *stats);

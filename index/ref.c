@@ -197,7 +197,9 @@ int artifs_repo_foreach(artifs_store *s, MDB_txn *txn,
 			break;
 	}
 	mdb_cursor_close(cur);
-	return rc == MDB_NOTFOUND ? 0 : rc;
+	if (rc == MDB_NOTFOUND || rc <= 0)
+		return rc == MDB_NOTFOUND ? 0 : rc;
+	return artifs_error_lmdb(rc, "cannot read the store's refs");
 }
 
 static int decode_ref(artifs_ref *out, const MDB_val *v)
@@ -260,7 +262,9 @@ int artifs_ref_foreach(artifs_store *s, MDB_txn *txn, const char *repo,
 			break;
 	}
 	mdb_cursor_close(cur);
-	return rc == MDB_NOTFOUND ? 0 : rc;
+	if (rc == MDB_NOTFOUND || rc <= 0)
+		return rc == MDB_NOTFOUND ? 0 : rc;
+	return artifs_error_lmdb(rc, "cannot read the store's refs");
 }
 
 /* {"op", "user", "host", ...extra}: extra's keys win except these three. */
@@ -494,7 +498,9 @@ int artifs_reflog_foreach(artifs_store *s, MDB_txn *txn, const char *repo, const
 	}
 	mdb_cursor_close(cur);
 	artifs_buf_release(&key);
-	return rc == MDB_NOTFOUND ? 0 : rc;
+	if (rc == MDB_NOTFOUND || rc <= 0)
+		return rc == MDB_NOTFOUND ? 0 : rc;
+	return artifs_error_lmdb(rc, "cannot read the store's refs");
 }
 
 static int hexval(char c)

@@ -421,6 +421,26 @@ static int write_failed(MDB_env *env, int rc)
 	return artifs_error_lmdb(rc, "cannot commit transaction");
 }
 
+int artifs_object_check(artifs_store *s, MDB_txn *txn, char kind, const artifs_oid *id)
+{
+	MDB_dbi dbi = kind == 'T' ? s->trees : kind == 'B' ? s->blobs : kind == 'C' ? s->commits :
+		s->labelsets;
+	const char *what = kind == 'T' ? "tree" : kind == 'B' ? "file manifest" :
+		kind == 'C' ? "commit" : "labelset";
+	char hex[ARTIFS_OID_HEXSZ + 1];
+	artifs_oid got;
+	MDB_val v;
+	int rc;
+
+	if ((rc = artifs_store_get(txn, dbi, id, &v)))
+		return rc;
+	artifs_oid_hash(&got, v.mv_data, v.mv_size);
+	if (artifs_oid_cmp(&got, id))
+		return artifs_error(ARTIFS_ECORRUPT, "%s %s is corrupt (its bytes hash to another id)",
+			what, artifs_oid_fmt(hex, id));
+	return 0;
+}
+
 int artifs_txn_commit(MDB_txn *txn)
 {
 	MDB_env *env = mdb_txn_env(txn);

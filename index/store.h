@@ -98,6 +98,14 @@ int artifs_store_remap(artifs_store *s);
 int artifs_wtxn_begin(artifs_store *s, size_t need, MDB_txn **out);
 int artifs_store_grow(artifs_store *s, size_t need);
 
+/*
+ * Does stored record `id` of kind 'T' (tree), 'B' (manifest), 'C' (commit)
+ * or 'L' (labelset) hash to its id?  0, ARTIFS_ENOTFOUND, or
+ * ARTIFS_ECORRUPT naming it.  Readers that cache what they decoded (the
+ * mount) check each record once.
+ */
+int artifs_object_check(artifs_store *s, MDB_txn *txn, char kind, const artifs_oid *id);
+
 /* Commit and map errors (MDB_MAP_FULL is passed through unmapped). */
 int artifs_txn_commit(MDB_txn *txn);
 
