@@ -93,8 +93,13 @@ CLI_CMD(export)
 	if (!rc && tmp && rename(tmp, out) < 0)
 		rc = artifs_error(-errno, "cannot rename to '%s': %s", out, strerror(errno));
 	if (rc) {
+		char why[1024];
 		if (tmp)
 			unlink(tmp);
+		/* name the output: "no space" alone does not say where */
+		snprintf(why, sizeof(why), "%s", artifs_error_last());
+		if (!strstr(why, out))
+			artifs_error(rc, "%s: %s", strcmp(out, "-") ? out : "<stdout>", why);
 		rc = cli_fail_rc(rc);
 		goto out;
 	}

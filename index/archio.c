@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -879,6 +880,7 @@ enum artifs_archive_format artifs_archive_format_of(const char *name)
 
 struct exp {
 	artifs_store *s;
+	int fd;			/* the output, for a full disk's message */
 	MDB_txn *txn;
 	struct archive *a;
 	struct archive_entry *e;
@@ -891,6 +893,12 @@ static int wr_fail(struct exp *x, const char *what)
 {
 	const char *e = archive_error_string(x->a);
 	int en = archive_errno(x->a);
+	struct statvfs vfs;
+
+	/* libarchive may lose the errno of a failed write: look at the disk */
+	if (en == ENOSPC || (x->fd >= 0 && fstatvfs(x->fd, &vfs) == 0 &&
+			(uint64_t)vfs.f_bavail * vfs.f_frsize < ((uint64_t)1 << 20)))
+		return artifs_error(-ENOSPC, "no space left on device writing the archive (at %s)", what);
 
 	return artifs_error(en > 0 ? -en : -EIO, "cannot write %s: %s", what, e ? e : "write failed");
 }
@@ -1023,6 +1031,7 @@ int artifs_archive_export(artifs_store *s, const artifs_oid *commit, const char 
 		stats = &local;
 	memset(stats, 0, sizeof(*stats));
 	x.s = s;
+	x.fd = fd;
 	x.st = stats;
 	if ((rc = artifs_rtxn_begin(s, &x.txn)) || (rc = artifs_commit_load(&c, s, x.txn, commit)) ||
 	    (rc = artifs_tree_resolve(&root, s, x.txn, &c->tree, path)))

@@ -182,7 +182,7 @@ int artifs_repo_foreach(artifs_store *s, MDB_txn *txn,
 {
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
-	int rc, op = MDB_FIRST;
+	int rc, op = MDB_FIRST, stopped = 0;
 	char name[256];
 
 	if ((rc = mdb_cursor_open(txn, s->repos, &cur)))
@@ -193,12 +193,16 @@ int artifs_repo_foreach(artifs_store *s, MDB_txn *txn,
 			continue;
 		memcpy(name, k.mv_data, k.mv_size);
 		name[k.mv_size] = '\0';
-		if ((rc = fn(name, (int64_t)get_le64((const uint8_t *)v.mv_data + 8), ctx)))
+		if ((rc = fn(name, (int64_t)get_le64((const uint8_t *)v.mv_data + 8), ctx))) {
+			stopped = 1;	/* the callback's own code, passed back as is */
 			break;
+		}
 	}
 	mdb_cursor_close(cur);
-	if (rc == MDB_NOTFOUND || rc <= 0)
-		return rc == MDB_NOTFOUND ? 0 : rc;
+	if (stopped)
+		return rc;
+	if (rc == 0 || rc == MDB_NOTFOUND)
+		return 0;
 	return artifs_error_lmdb(rc, "cannot read the store's refs");
 }
 
@@ -242,7 +246,7 @@ int artifs_ref_foreach(artifs_store *s, MDB_txn *txn, const char *repo,
 	size_t plen = strlen(repo) + 1;
 	MDB_cursor *cur = NULL;
 	MDB_val k = { plen, (void *)repo }, v;
-	int rc, op = MDB_SET_RANGE;
+	int rc, op = MDB_SET_RANGE, stopped = 0;
 	char name[ARTIFS_REF_NAME_MAX + 1];
 
 	if ((rc = mdb_cursor_open(txn, s->refs, &cur)))
@@ -258,12 +262,16 @@ int artifs_ref_foreach(artifs_store *s, MDB_txn *txn, const char *repo,
 			continue;
 		memcpy(name, (const char *)k.mv_data + plen, nlen);
 		name[nlen] = '\0';
-		if ((rc = fn(name, &r, ctx)))
+		if ((rc = fn(name, &r, ctx))) {
+			stopped = 1;
 			break;
+		}
 	}
 	mdb_cursor_close(cur);
-	if (rc == MDB_NOTFOUND || rc <= 0)
-		return rc == MDB_NOTFOUND ? 0 : rc;
+	if (stopped)
+		return rc;
+	if (rc == 0 || rc == MDB_NOTFOUND)
+		return 0;
 	return artifs_error_lmdb(rc, "cannot read the store's refs");
 }
 
@@ -452,7 +460,7 @@ int artifs_reflog_foreach(artifs_store *s, MDB_txn *txn, const char *repo, const
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
 	size_t plen;
-	int rc;
+	int rc, stopped = 0;
 
 	if ((rc = make_key(&key, repo, name, 1, UINT64_MAX)))
 		return rc;
@@ -493,13 +501,17 @@ int artifs_reflog_foreach(artifs_store *s, MDB_txn *txn, const char *repo, const
 		}
 		if (r.err)
 			continue;
-		if ((rc = fn(&e, ctx)))
+		if ((rc = fn(&e, ctx))) {
+			stopped = 1;
 			break;
+		}
 	}
 	mdb_cursor_close(cur);
 	artifs_buf_release(&key);
-	if (rc == MDB_NOTFOUND || rc <= 0)
-		return rc == MDB_NOTFOUND ? 0 : rc;
+	if (stopped)
+		return rc;
+	if (rc == 0 || rc == MDB_NOTFOUND)
+		return 0;
 	return artifs_error_lmdb(rc, "cannot read the store's refs");
 }
 
