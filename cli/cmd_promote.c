@@ -503,7 +503,7 @@ static int hist_cb(const artifs_reflog_entry *e, void *ctx)
 	json_object_set_new(o, "op", json_is_string(v = json_object_get(d, "op")) ? json_incref(v) :
 		json_string("move"));
 	json_object_set_new(o, "from", artifs_oid_is_zero(&e->old_id) ? json_null() : cli_json_oid(&e->old_id));
-	json_object_set_new(o, "to", cli_json_oid(&e->new_id));
+	json_object_set_new(o, "to", artifs_oid_is_zero(&e->new_id) ? json_null() : cli_json_oid(&e->new_id));
 	{
 		char *a = strndup(e->author, e->author_len), *msg = strndup(e->message, e->message_len);
 		json_object_set_new(o, "author", cli_json_str(a ? a : ""));
@@ -643,9 +643,10 @@ CLI_CMD(history)
 		json_t *e = json_array_get(h.arr, i), *hooks = json_object_get(e, "hooks"), *x;
 		const char *from = json_string_value(json_object_get(e, "from"));
 		size_t k;
+		const char *to = json_string_value(json_object_get(e, "to"));
 		printf("%s  %-12s %-8s %.12s -> %.12s  %s  %s", json_string_value(json_object_get(e, "date")),
 			json_string_value(json_object_get(e, "ref")), json_string_value(json_object_get(e, "op")),
-			from ? from : "(none)", json_string_value(json_object_get(e, "to")),
+			from ? from : "(none)", to ? to : "(none)",
 			json_string_value(json_object_get(e, "author")),
 			json_string_value(json_object_get(e, "reason")));
 		if (json_is_true(json_object_get(e, "no_verify")))

@@ -74,7 +74,7 @@ int cli_fail_rc(int rc)
 		hint = "tag the other commit under a new name";
 		break;
 	case -ENOSPC:
-		hint = "free some space; the store is unchanged";
+		hint = "free some space and run it again";
 		break;
 	default:
 		break;
