@@ -34,6 +34,8 @@ static void on_fault(const char *kind, const artifs_oid *id, const char *where, 
 	printf("%s %s: %s (in %s)\n", kind, artifs_oid_fmt(hex, id), msg, where);
 }
 
+#define CRASH_STATUS 100	/* the child exits 100 + signal when it crashed */
+
 /* A fault about the store itself (no object to name). */
 static json_t *store_fault(const char *msg)
 {
@@ -136,6 +138,12 @@ out:
 	return rc;
 }
 
+/* The child's end when LMDB reads outside the map: tell the parent which signal. */
+static void child_crash(int sig)
+{
+	_exit(CRASH_STATUS + sig);
+}
+
 int cmd_fsck(int argc, char **argv)
 {
 	static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { 0 } };
@@ -159,6 +167,11 @@ int cmd_fsck(int argc, char **argv)
 	if ((pid = fork()) < 0)
 		return fsck_run(json);
 	if (pid == 0) {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = child_crash;
+		sigaction(SIGSEGV, &sa, NULL);
+		sigaction(SIGBUS, &sa, NULL);
 		if (!json)
 			setvbuf(stdout, NULL, _IOLBF, 0);	/* faults found before a crash still show */
 		int rc = fsck_run(json);
@@ -168,12 +181,13 @@ int cmd_fsck(int argc, char **argv)
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			return cli_fail(NULL, "cannot wait for the check: %s", strerror(errno));
-	if (WIFEXITED(status))
+	if (WIFEXITED(status) && WEXITSTATUS(status) <= CRASH_STATUS)
 		return WEXITSTATUS(status);
 	{
+		int sig = WIFEXITED(status) ? WEXITSTATUS(status) - CRASH_STATUS : WTERMSIG(status);
 		char msg[256];
 		snprintf(msg, sizeof(msg), "reading the store's LMDB index crashed (%s): its pages are "
-			"damaged; restore the store from a copy", strsignal(WTERMSIG(status)));
+			"damaged; restore the store from a copy", strsignal(sig));
 		if (json)
 			fatal_json(msg);
 		fprintf(stderr, "artifs: error: %s\n", msg);

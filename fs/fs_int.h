@@ -185,6 +185,8 @@ typedef struct fs_guard {
 void fs_guard_enter(artifs_fs *fs, fs_guard *g);
 void fs_guard_leave(void);
 void fs_guard_recover(artifs_fs *fs, fs_guard *g);
+/* Crashes recovered so far. */
+unsigned long fs_guard_recoveries(void);
 /* Install the SIGSEGV/SIGBUS handler (once, at mount). */
 void fs_guard_install(void);
 

@@ -482,9 +482,17 @@ void fs_guard_leave(void)
 	guard = NULL;
 }
 
+static unsigned long recoveries;
+
+unsigned long fs_guard_recoveries(void)
+{
+	return __atomic_load_n(&recoveries, __ATOMIC_RELAXED);
+}
+
 void fs_guard_recover(artifs_fs *fs, fs_guard *g)
 {
 	guard = NULL;
+	__atomic_add_fetch(&recoveries, 1, __ATOMIC_RELAXED);
 	if (g->txn)
 		fs_txn_end(fs, g->txn);
 	while (g->pins-- > 0)

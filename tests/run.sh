@@ -23,5 +23,6 @@ run_suite "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 echo "== ASan + UBSan build and tests" >&2
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+LSAN_OPTIONS=suppressions=$root/tests/lsan.supp \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	run_suite "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DARTIFS_SANITIZE=ON
