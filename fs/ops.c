@@ -63,6 +63,22 @@ static int to_errno(int rc)
 	}
 }
 
+/*
+ * Run a request that reads the store under a guard (fs_int.h): a crash
+ * inside LMDB comes back here, the request is answered EIO.
+ */
+#define GUARDED(req, call) do { \
+	fs_guard g_; \
+	if (sigsetjmp(g_.jb, 1)) { \
+		fs_guard_recover(FS(req), &g_); \
+		fuse_reply_err((req), EIO); \
+		break; \
+	} \
+	fs_guard_enter(FS(req), &g_); \
+	call; \
+	fs_guard_leave(); \
+} while (0)
+
 static int immutable(const fs_node *n)
 {
 	return n->kind >= FS_VROOT;
@@ -352,16 +368,7 @@ static void op_lookup_body(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	fs_guard g;
-
-	if (sigsetjmp(g.jb, 1)) {
-		fs_guard_recover(FS(req), &g);
-		fuse_reply_err(req, EIO);
-		return;
-	}
-	fs_guard_enter(FS(req), &g);
-	op_lookup_body(req, parent, name);
-	fs_guard_leave();
+	GUARDED(req, op_lookup_body(req, parent, name));
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -476,16 +483,7 @@ static void op_readlink_body(fuse_req_t req, fuse_ino_t ino)
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	fs_guard g;
-
-	if (sigsetjmp(g.jb, 1)) {
-		fs_guard_recover(FS(req), &g);
-		fuse_reply_err(req, EIO);
-		return;
-	}
-	fs_guard_enter(FS(req), &g);
-	op_readlink_body(req, ino);
-	fs_guard_leave();
+	GUARDED(req, op_readlink_body(req, ino));
 }
 
 /*
@@ -684,16 +682,7 @@ fail:
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fuse_file_info *fi)
 {
-	fs_guard g;
-
-	if (sigsetjmp(g.jb, 1)) {
-		fs_guard_recover(FS(req), &g);
-		fuse_reply_err(req, EIO);
-		return;
-	}
-	fs_guard_enter(FS(req), &g);
-	op_read_body(req, ino, size, off, fi);
-	fs_guard_leave();
+	GUARDED(req, op_read_body(req, ino, size, off, fi));
 }
 
 typedef fs_namelist namelist;
@@ -1041,16 +1030,7 @@ reply:
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus)
 {
-	fs_guard g;
-
-	if (sigsetjmp(g.jb, 1)) {
-		fs_guard_recover(FS(req), &g);
-		fuse_reply_err(req, EIO);
-		return;
-	}
-	fs_guard_enter(FS(req), &g);
-	do_readdir_body(req, ino, size, off, plus);
-	fs_guard_leave();
+	GUARDED(req, do_readdir_body(req, ino, size, off, plus));
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1105,16 +1085,7 @@ static void op_getxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, s
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	fs_guard g;
-
-	if (sigsetjmp(g.jb, 1)) {
-		fs_guard_recover(FS(req), &g);
-		fuse_reply_err(req, EIO);
-		return;
-	}
-	fs_guard_enter(FS(req), &g);
-	op_getxattr_body(req, ino, name, size);
-	fs_guard_leave();
+	GUARDED(req, op_getxattr_body(req, ino, name, size));
 }
 
 static void op_listxattr_body(fuse_req_t req, fuse_ino_t ino, size_t size)
@@ -1151,16 +1122,7 @@ static void op_listxattr_body(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	fs_guard g;
-
-	if (sigsetjmp(g.jb, 1)) {
-		fs_guard_recover(FS(req), &g);
-		fuse_reply_err(req, EIO);
-		return;
-	}
-	fs_guard_enter(FS(req), &g);
-	op_listxattr_body(req, ino, size);
-	fs_guard_leave();
+	GUARDED(req, op_listxattr_body(req, ino, size));
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)

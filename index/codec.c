@@ -1,4 +1,7 @@
 #include "codec.h"
+
+#include <stdarg.h>
+#include <stdio.h>
 #include "error.h"
 
 #include <errno.h>
@@ -63,4 +66,16 @@ void artifs_buf_release(artifs_buf *b)
 	free(b->ptr);
 	b->ptr = NULL;
 	b->len = b->cap = 0;
+}
+
+char *artifs_strfmt(const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+
+	va_start(ap, fmt);
+	if (vasprintf(&p, fmt, ap) < 0)
+		p = NULL;
+	va_end(ap);
+	return p;
 }

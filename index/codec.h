@@ -18,6 +18,9 @@ static inline uint32_t get_le32(const uint8_t *p) { uint32_t v = 0; for (int i =
 static inline uint64_t get_le64(const uint8_t *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = v << 8 | p[i]; return v; }
 static inline uint64_t get_be64(const uint8_t *p) { uint64_t v = 0; for (int i = 0; i < 8; i++) v = v << 8 | p[i]; return v; }
 
+/* A malloc'd formatted string (vasprintf), NULL when out of memory. */
+char *artifs_strfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* A growable byte buffer for encoders. */
 typedef struct artifs_buf {
 	uint8_t *ptr;

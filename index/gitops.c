@@ -17,6 +17,7 @@
  * the shutdown.
  */
 #include "gitops.h"
+#include "codec.h"
 #include "error.h"
 #include "oid.h"
 #include "ref.h"
@@ -38,19 +39,6 @@
 
 #define ISO_FMT "%Y-%m-%dT%H:%M:%SZ"
 #define ORIGIN_FETCHSPEC "+refs/heads/*:refs/remotes/origin/*"
-
-static char *fmt_str(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt_str(const char *fmt, ...)
-{
-	va_list ap;
-	char *p;
-
-	va_start(ap, fmt);
-	if (vasprintf(&p, fmt, ap) < 0)
-		p = NULL;
-	va_end(ap);
-	return p;
-}
 
 static const char *tmpl_of(const artifs_gitops_config *c)
 {
@@ -439,9 +427,9 @@ static int gctx_begin(struct gctx *g, const artifs_gitops_config *c)
 	wl = strlen(c->workdir);
 	while (wl > 1 && c->workdir[wl - 1] == '/')
 		wl--;
-	if (!(g->local_ref = fmt_str("refs/heads/%s", branch)) ||
-	    !(g->remote_ref = fmt_str("refs/remotes/origin/%s", branch)) ||
-	    !(g->lock_path = fmt_str("%.*s.lock", (int)wl, c->workdir)))
+	if (!(g->local_ref = artifs_strfmt("refs/heads/%s", branch)) ||
+	    !(g->remote_ref = artifs_strfmt("refs/remotes/origin/%s", branch)) ||
+	    !(g->lock_path = artifs_strfmt("%.*s.lock", (int)wl, c->workdir)))
 		return artifs_error(-ENOMEM, "out of memory");
 	if (git_libgit2_init() < 0)
 		return git_fail(NULL, "cannot initialise libgit2");
@@ -667,7 +655,7 @@ done:
 /* Write WORKDIR/path through a temporary file in its directory. */
 static int write_file(const char *wd, const char *path, const char *data, size_t len)
 {
-	char *full = fmt_str("%s/%s", wd, path), *tmp = NULL, *slash;
+	char *full = artifs_strfmt("%s/%s", wd, path), *tmp = NULL, *slash;
 	int fd = -1, rc = 0;
 	size_t off = 0;
 
@@ -676,7 +664,7 @@ static int write_file(const char *wd, const char *path, const char *data, size_t
 	if ((rc = mkdir_parents(full)))
 		goto done;
 	slash = strrchr(full, '/');
-	if (!(tmp = fmt_str("%.*s/.artifs-pin-XXXXXX", (int)(slash - full), full))) {
+	if (!(tmp = artifs_strfmt("%.*s/.artifs-pin-XXXXXX", (int)(slash - full), full))) {
 		rc = artifs_error(-ENOMEM, "out of memory");
 		goto done;
 	}
@@ -811,7 +799,7 @@ static int push_local(struct gctx *g, const char *dir)
 	int have_old, grc, rc = 0;
 
 	snprintf(tmp, sizeof(tmp), "refs/artifs-incoming/%ld-%ld", (long)getpid(), (long)time(NULL));
-	if (!(spec = fmt_str("+%s:%s", g->local_ref, tmp)))
+	if (!(spec = artifs_strfmt("+%s:%s", g->local_ref, tmp)))
 		return artifs_error(-ENOMEM, "out of memory");
 	specs.strings = &spec;
 	specs.count = 1;
@@ -853,7 +841,7 @@ static int push_local(struct gctx *g, const char *dir)
 static int push(struct gctx *g)
 {
 	git_push_options o;
-	char *spec = fmt_str("%s:%s", g->local_ref, g->local_ref);
+	char *spec = artifs_strfmt("%s:%s", g->local_ref, g->local_ref);
 	git_strarray specs = { &spec, 1 };
 	int grc, rc = 0;
 
@@ -919,7 +907,7 @@ static int make_signature(git_signature **out, const char *author)
 		if (gethostname(host, sizeof(host)) || !host[0])
 			strcpy(host, "localhost");
 		host[sizeof(host) - 1] = '\0';
-		if (!(email = fmt_str("artifs@%s", host)))
+		if (!(email = artifs_strfmt("artifs@%s", host)))
 			return artifs_error(-ENOMEM, "out of memory");
 		if (git_signature_now(out, "artifs", email))
 			rc = git_fail(NULL, "cannot make the author 'artifs <%s>'", email);
@@ -977,9 +965,9 @@ int artifs_gitops_publish(const artifs_gitops_config *c, const artifs_pin *pin, 
 		goto out;
 	/* git messages end with a newline */
 	if (!msg || !*msg)
-		text = fmt_str("Promote %s to %s\n\ncommit %s\n", pin->repo, pin->env, pin->commit);
+		text = artifs_strfmt("Promote %s to %s\n\ncommit %s\n", pin->repo, pin->env, pin->commit);
 	else
-		text = fmt_str("%s%s", msg, msg[strlen(msg) - 1] == '\n' ? "" : "\n");
+		text = artifs_strfmt("%s%s", msg, msg[strlen(msg) - 1] == '\n' ? "" : "\n");
 	if (!text) {
 		rc = artifs_error(-ENOMEM, "out of memory");
 		goto out;
@@ -1152,7 +1140,7 @@ static int walk_cb(const char *root, const git_tree_entry *e, void *payload)
 
 	if (git_tree_entry_type(e) != GIT_OBJECT_BLOB || git_tree_entry_filemode(e) == GIT_FILEMODE_LINK)
 		return 0;
-	if (!(path = fmt_str("%s%s", root, git_tree_entry_name(e)))) {
+	if (!(path = artifs_strfmt("%s%s", root, git_tree_entry_name(e)))) {
 		w->rc = artifs_error(-ENOMEM, "out of memory");
 		return GIT_EUSER;
 	}

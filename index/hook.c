@@ -16,6 +16,7 @@
  * back with sigtimedwait() before the mask is restored.
  */
 #include "hook.h"
+#include "codec.h"
 #include "error.h"
 
 #include <dirent.h>
@@ -90,19 +91,6 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
-static char *fmt_str(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt_str(const char *fmt, ...)
-{
-	va_list ap;
-	char *p;
-
-	va_start(ap, fmt);
-	if (vasprintf(&p, fmt, ap) < 0)
-		p = NULL;
-	va_end(ap);
-	return p;
-}
-
 /* A growable NULL-terminated string vector (names, environment). */
 struct strv {
 	char **v;
@@ -158,7 +146,7 @@ static int runnable(int dirfd, const char *name, const char *shown)
 /* The hooks of `event` in run order, as names relative to STORE/hooks. */
 static int list_hooks(struct strv *names, const char *store, const char *event)
 {
-	char *hooks = fmt_str("%s/hooks", store), *dname = fmt_str("%s.d", event);
+	char *hooks = artifs_strfmt("%s/hooks", store), *dname = artifs_strfmt("%s.d", event);
 	char *shown = NULL;
 	DIR *d = NULL;
 	struct dirent *de;
@@ -204,7 +192,7 @@ static int list_hooks(struct strv *names, const char *store, const char *event)
 		if (de->d_name[0] == '.')
 			continue;
 		free(shown);
-		if (!(shown = fmt_str("%s/%s", dname, de->d_name))) {
+		if (!(shown = artifs_strfmt("%s/%s", dname, de->d_name))) {
 			rc = -ENOMEM;
 			break;
 		}
@@ -257,10 +245,10 @@ static int build_env(struct strv *env, const char *store, const char *event,
 	int rc;
 
 	if ((rc = env_put(env, strdup(HOOK_ENV_PATH))) ||
-	    (home && (rc = env_put(env, fmt_str("HOME=%s", home)))) ||
+	    (home && (rc = env_put(env, artifs_strfmt("HOME=%s", home)))) ||
 	    (rc = env_put(env, strdup("LANG=C.UTF-8"))) ||
-	    (rc = env_put(env, fmt_str("ARTIFS_HOOK_EVENT=%s", event))) ||
-	    (rc = env_put(env, fmt_str("ARTIFS_STORE=%s", store))))
+	    (rc = env_put(env, artifs_strfmt("ARTIFS_HOOK_EVENT=%s", event))) ||
+	    (rc = env_put(env, artifs_strfmt("ARTIFS_STORE=%s", store))))
 		return artifs_error(rc, "out of memory");
 	for (; extra && *extra; extra++) {
 		const char *eq = strchr(*extra, '=');
@@ -477,11 +465,11 @@ static void set_exec_failure(artifs_hook_result *r, const struct run_ctx *c,
 		hint = " (does it start with #!?)";
 	free(r->err);
 	if (cr->stage == STAGE_CHDIR)
-		r->err = fmt_str("cannot enter '%s': %s", c->store, strerror(cr->err));
+		r->err = artifs_strfmt("cannot enter '%s': %s", c->store, strerror(cr->err));
 	else if (cr->stage == STAGE_SETUP)
-		r->err = fmt_str("cannot set up its descriptors: %s", strerror(cr->err));
+		r->err = artifs_strfmt("cannot set up its descriptors: %s", strerror(cr->err));
 	else
-		r->err = fmt_str("%s%s", strerror(cr->err), hint);
+		r->err = artifs_strfmt("%s%s", strerror(cr->err), hint);
 	r->exec_failed = 1;
 	r->status = -1;
 }
@@ -509,7 +497,7 @@ static int run_one(artifs_hook_result *r, const struct run_ctx *c, const char *n
 
 	memset(r, 0, sizeof(*r));
 	r->status = -1;
-	if (!(r->name = strdup(name)) || !(path = fmt_str("%s/hooks/%s", c->store, name))) {
+	if (!(r->name = strdup(name)) || !(path = artifs_strfmt("%s/hooks/%s", c->store, name))) {
 		rc = artifs_error(-ENOMEM, "out of memory");
 		goto done;
 	}
@@ -670,7 +658,7 @@ static char *absolute_path(const char *dir)
 		return strdup(dir);
 	if (!(cwd = getcwd(NULL, 0)))
 		return NULL;
-	p = fmt_str("%s/%s", cwd, dir);
+	p = artifs_strfmt("%s/%s", cwd, dir);
 	free(cwd);
 	return p;
 }

@@ -889,7 +889,6 @@ int artifs_label_commit(artifs_oid *out, artifs_store *s, const char *repo, cons
 	artifs_writer *w = NULL;
 	artifs_commit *parent = NULL;
 	struct lc c = { 0 };
-	artifs_ref ref;
 	artifs_oid root;
 	struct timespec now;
 	int rc;
@@ -900,26 +899,14 @@ int artifs_label_commit(artifs_oid *out, artifs_store *s, const char *repo, cons
 	if ((rc = artifs_store_lock(s, 0, 0)))
 		return rc;
 	if ((rc = artifs_writer_new(&w, s)) ||
-	    (rc = artifs_repo_check(s, artifs_writer_rtxn(w), repo)))
+	    (rc = artifs_branch_head(&c.head, s, artifs_writer_rtxn(w), repo, branch,
+			"labels change on branches")))
 		goto done;
-	rc = artifs_ref_get(&ref, s, artifs_writer_rtxn(w), repo, branch);
-	if (rc == ARTIFS_ENOTFOUND) {
-		rc = artifs_error(ARTIFS_ENOTFOUND, "no branch '%s' in '%s'", branch, repo);
-		goto done;
-	} else if (rc) {
-		goto done;
-	}
-	if (ref.kind != ARTIFS_REF_BRANCH) {
-		rc = artifs_error(ARTIFS_EINVAL, "'%s' is %s %s of '%s'; labels change on branches",
-			branch, ref.kind == ARTIFS_REF_ENV ? "an" : "a", artifs_ref_kind_name(ref.kind), repo);
-		goto done;
-	}
-	if (artifs_oid_is_zero(&ref.target)) {
+	if (artifs_oid_is_zero(&c.head)) {
 		rc = artifs_error(ARTIFS_ENOTFOUND, "branch '%s' of '%s' has no commit yet; "
 			"commit data first", branch, repo);
 		goto done;
 	}
-	c.head = ref.target;
 	if ((rc = artifs_commit_load(&parent, s, artifs_writer_rtxn(w), &c.head)) ||
 	    (rc = artifs_labels_apply(w, &parent->tree, e, &root, &as)))
 		goto done;

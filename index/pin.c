@@ -11,6 +11,7 @@
  * gc runs.
  */
 #include "pin.h"
+#include "codec.h"
 #include "error.h"
 
 #include <dirent.h>
@@ -32,23 +33,10 @@ struct artifs_pins {
 	int gate_fd;		/* STORE/pins/gate */
 };
 
-static char *fmt_path(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt_path(const char *fmt, ...)
-{
-	va_list ap;
-	char *p;
-
-	va_start(ap, fmt);
-	if (vasprintf(&p, fmt, ap) < 0)
-		p = NULL;
-	va_end(ap);
-	return p;
-}
-
 /* Open (creating) STORE/pins/gate; a descriptor or a negative error. */
 static int open_gate(const char *store)
 {
-	char *dir = fmt_path("%s/pins", store), *path = fmt_path("%s/pins/gate", store);
+	char *dir = artifs_strfmt("%s/pins", store), *path = artifs_strfmt("%s/pins/gate", store);
 	int fd = -1;
 
 	if (!dir || !path) {
@@ -109,10 +97,10 @@ int artifs_pins_open(artifs_pins **out, artifs_store *s)
 	if (!p)
 		return artifs_error(-ENOMEM, "out of memory");
 	p->lock_fd = p->gate_fd = -1;
-	if (!(p->dir = fmt_path("%s/pins", artifs_store_path(s))) ||
-	    !(p->lock_path = fmt_path("%s/%d.lock", p->dir, pid)) ||
-	    !(p->pin_path = fmt_path("%s/%d.pin", p->dir, pid)) ||
-	    !(p->tmp_path = fmt_path("%s/%d.tmp", p->dir, pid))) {
+	if (!(p->dir = artifs_strfmt("%s/pins", artifs_store_path(s))) ||
+	    !(p->lock_path = artifs_strfmt("%s/%d.lock", p->dir, pid)) ||
+	    !(p->pin_path = artifs_strfmt("%s/%d.pin", p->dir, pid)) ||
+	    !(p->tmp_path = artifs_strfmt("%s/%d.tmp", p->dir, pid))) {
 		rc = artifs_error(-ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -211,7 +199,7 @@ static int read_pins(const char *path, artifs_oidset *out)
 
 int artifs_pins_collect(artifs_store *s, artifs_oidset *out)
 {
-	char *dir = fmt_path("%s/pins", artifs_store_path(s));
+	char *dir = artifs_strfmt("%s/pins", artifs_store_path(s));
 	struct dirent *de;
 	DIR *d;
 	int rc = 0;
@@ -230,8 +218,8 @@ int artifs_pins_collect(artifs_store *s, artifs_oidset *out)
 
 		if (len < 6 || strcmp(de->d_name + len - 5, ".lock"))
 			continue;
-		lock = fmt_path("%s/%s", dir, de->d_name);
-		pin = fmt_path("%s/%.*s.pin", dir, (int)(len - 5), de->d_name);
+		lock = artifs_strfmt("%s/%s", dir, de->d_name);
+		pin = artifs_strfmt("%s/%.*s.pin", dir, (int)(len - 5), de->d_name);
 		if (!lock || !pin) {
 			rc = artifs_error(-ENOMEM, "out of memory");
 		} else if ((fd = open(lock, O_RDWR | O_CLOEXEC)) >= 0) {

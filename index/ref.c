@@ -240,6 +240,26 @@ int artifs_ref_get(artifs_ref *out, artifs_store *s, MDB_txn *txn, const char *r
 	return rc;
 }
 
+int artifs_branch_head(artifs_oid *out, artifs_store *s, MDB_txn *txn, const char *repo,
+	const char *branch, const char *why)
+{
+	artifs_ref ref;
+	int rc;
+
+	if ((rc = artifs_repo_check(s, txn, repo)))
+		return rc;
+	rc = artifs_ref_get(&ref, s, txn, repo, branch);
+	if (rc == ARTIFS_ENOTFOUND)
+		return artifs_error(ARTIFS_ENOTFOUND, "no branch '%s' in '%s'", branch, repo);
+	if (rc)
+		return rc;
+	if (ref.kind != ARTIFS_REF_BRANCH)
+		return artifs_error(ARTIFS_EINVAL, "'%s' is %s %s of '%s'; %s", branch,
+			ref.kind == ARTIFS_REF_ENV ? "an" : "a", artifs_ref_kind_name(ref.kind), repo, why);
+	*out = ref.target;
+	return 0;
+}
+
 int artifs_ref_foreach(artifs_store *s, MDB_txn *txn, const char *repo,
 	int (*fn)(const char *name, const artifs_ref *ref, void *ctx), void *ctx)
 {

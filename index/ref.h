@@ -60,6 +60,15 @@ int artifs_repo_foreach(artifs_store *s, MDB_txn *txn,
 
 int artifs_ref_get(artifs_ref *out, artifs_store *s, MDB_txn *txn, const char *repo, const char *name);
 
+/*
+ * The head of branch `branch` of repo (zero: no commit yet), for an
+ * operation that moves it: a missing repository or branch, or a ref of
+ * another kind, is an error whose message ends with `why` (e.g. "commits
+ * go to branches").
+ */
+int artifs_branch_head(artifs_oid *out, artifs_store *s, MDB_txn *txn, const char *repo,
+	const char *branch, const char *why);
+
 /* Every ref of repo in name order; fn gets a NUL-terminated name. */
 int artifs_ref_foreach(artifs_store *s, MDB_txn *txn, const char *repo,
 	int (*fn)(const char *name, const artifs_ref *ref, void *ctx), void *ctx);

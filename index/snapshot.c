@@ -501,7 +501,6 @@ static int snapshot_run(artifs_oid *out, artifs_store *s, const char *repo, cons
 	artifs_snapshot_stats localst = { 0 };
 	artifs_commit *parent = NULL;
 	const artifs_oid *prev;
-	artifs_ref ref;
 	artifs_oid root;
 	uint64_t bytes;
 	struct timespec now;
@@ -532,21 +531,9 @@ static int snapshot_run(artifs_oid *out, artifs_store *s, const char *repo, cons
 	locked = 1;
 	if ((rc = artifs_writer_new(&sn.w, s)))
 		goto done;
-	if ((rc = artifs_repo_check(s, artifs_writer_rtxn(sn.w), repo)))
+	if ((rc = artifs_branch_head(&sn.head, s, artifs_writer_rtxn(sn.w), repo, branch,
+			"commits go to branches")))
 		goto done;
-	rc = artifs_ref_get(&ref, s, artifs_writer_rtxn(sn.w), repo, branch);
-	if (rc == ARTIFS_ENOTFOUND) {
-		rc = artifs_error(ARTIFS_ENOTFOUND, "no branch '%s' in '%s'", branch, repo);
-		goto done;
-	} else if (rc) {
-		goto done;
-	}
-	if (ref.kind != ARTIFS_REF_BRANCH) {
-		rc = artifs_error(ARTIFS_EINVAL, "'%s' is %s %s of '%s'; commits go to branches",
-			branch, ref.kind == ARTIFS_REF_ENV ? "an" : "a", artifs_ref_kind_name(ref.kind), repo);
-		goto done;
-	}
-	sn.head = ref.target;
 	if (!artifs_oid_is_zero(&sn.head) &&
 	    (rc = artifs_commit_load(&parent, s, artifs_writer_rtxn(sn.w), &sn.head)))
 		goto done;
