@@ -92,6 +92,11 @@ CLI_CMD(config); CLI_CMD(promote); CLI_CMD(rollback); CLI_CMD(history); CLI_CMD(
 /* The store's config file (config.c): ARTIFS_ENOTFOUND when key is unset. */
 int cli_config_get(artifs_store *s, const char *key, char **out);
 int cli_config_bool(artifs_store *s, const char *key, int def);
+/* Set (value) or unset (NULL: ARTIFS_ENOTFOUND when it was not set) a key. */
+int cli_config_set(artifs_store *s, const char *key, const char *value);
+/* Every key matching a POSIX regex; fn's non-zero return stops and is returned. */
+int cli_config_foreach(artifs_store *s, const char *regex,
+	int (*fn)(const char *key, const char *value, void *ctx), void *ctx);
 
 /* Deployment hooks (hookcall.c). */
 typedef struct cli_hook_info {
@@ -131,6 +136,7 @@ struct artifs_gitops_config;
 int cli_gitops_config(artifs_store *s, struct artifs_gitops_config *c, char **wd);
 void cli_gitops_config_release(struct artifs_gitops_config *c, char *wd);
 CLI_CMD(gitops); CLI_CMD(export);
+CLI_CMD(remote); CLI_CMD(push); CLI_CMD(pull); CLI_CMD(clone);
 
 /* pre-commit / post-commit hooks of 'commit' and 'label' (hookcall.c). */
 typedef struct cli_commit_hooks {

@@ -6,6 +6,7 @@
  *
  *   [hooks]   timeout = 60                  seconds per hook
  *   [gitops]  url, branch, path, author, push
+ *   [remote "NAME"]  url, endpoint, region, pathstyle, jobs
  */
 #include "cli.h"
 #include "error.h"
@@ -30,6 +31,21 @@ static const struct {
 };
 
 #define NKNOWN (sizeof(known) / sizeof(known[0]))
+
+/* remote.NAME.KEY, set by 'artifs remote add' and editable with 'config' */
+static const char *const remote_keys[] = { "url", "endpoint", "region", "pathstyle", "jobs" };
+
+static int remote_key_known(const char *key)
+{
+	const char *dot;
+
+	if (strncmp(key, "remote.", 7) || !(dot = strrchr(key + 7, '.')) || dot == key + 7)
+		return 0;
+	for (size_t i = 0; i < sizeof(remote_keys) / sizeof(remote_keys[0]); i++)
+		if (!strcasecmp(dot + 1, remote_keys[i]))
+			return 1;
+	return 0;
+}
 
 static int git_fail(const char *what)
 {
@@ -137,13 +153,14 @@ CLI_CMD(config)
 	for (i = 0; i < NKNOWN; i++)
 		if (!strcmp(known[i].key, key))
 			break;
-	if (i == NKNOWN) {
+	if (i == NKNOWN && !remote_key_known(key)) {
 		fprintf(stderr, "artifs: error: unknown config key '%s'; known keys:\n", key);
 		for (i = 0; i < NKNOWN; i++)
 			fprintf(stderr, "  %-14s %s\n", known[i].key, known[i].help);
+		fprintf(stderr, "  remote.NAME.{url,endpoint,region,pathstyle,jobs} (see 'artifs remote --help')\n");
 		return EXIT_USAGE;
 	}
-	if (argc == 3 && known[i].boolean && strcmp(argv[2], "true") && strcmp(argv[2], "false"))
+	if (argc == 3 && i < NKNOWN && known[i].boolean && strcmp(argv[2], "true") && strcmp(argv[2], "false"))
 		return cli_usage("config", "%s is true or false, not '%s'", key, argv[2]);
 	if (argc == 3 && !strcmp(key, "hooks.timeout")) {
 		char *end;
@@ -177,4 +194,53 @@ CLI_CMD(config)
 	close_cfg(cfg);
 	artifs_store_free(s);
 	return rc ? cli_fail_rc(rc) : EXIT_OK;
+}
+
+int cli_config_set(artifs_store *s, const char *key, const char *value)
+{
+	git_config *cfg;
+	int rc;
+
+	if ((rc = open_cfg(s, &cfg)))
+		return rc;
+	if (!value) {
+		int g = git_config_delete_entry(cfg, key);
+		rc = g == GIT_ENOTFOUND ? ARTIFS_ENOTFOUND : g < 0 ?
+			git_fail("cannot update the config file") : 0;
+	} else if (git_config_set_string(cfg, key, value) < 0) {
+		rc = git_fail("cannot update the config file");
+	}
+	close_cfg(cfg);
+	return rc;
+}
+
+struct foreach_ctx {
+	int (*fn)(const char *key, const char *value, void *ctx);
+	void *ctx;
+};
+
+static int foreach_cb(const git_config_entry *e, void *ctx)
+{
+	struct foreach_ctx *f = ctx;
+
+	return f->fn(e->name, e->value, f->ctx);
+}
+
+int cli_config_foreach(artifs_store *s, const char *regex,
+	int (*fn)(const char *key, const char *value, void *ctx), void *ctx)
+{
+	struct foreach_ctx f = { fn, ctx };
+	git_config *cfg, *snap = NULL;
+	int rc;
+
+	if ((rc = open_cfg(s, &cfg)))
+		return rc;
+	if (git_config_snapshot(&snap, cfg) < 0)
+		rc = git_fail("cannot read the store's config file");
+	else if ((rc = git_config_foreach_match(snap, regex, foreach_cb, &f)) < 0 &&
+		 rc > -10000)
+		rc = git_fail("cannot read the store's config file");
+	git_config_free(snap);
+	close_cfg(cfg);
+	return rc;
 }

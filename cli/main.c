@@ -139,6 +139,36 @@ static const cli_cmd commands[] = {
 	  "branch and promote every environment to the commit its pin names (pre- and\n"
 	  "post-promote hooks run), so that a merged pull request promotes; it is\n"
 	  "idempotent and prints what moved.\n" },
+	{ "remote", cmd_remote, "add NAME URL [--endpoint URL] [--region R] [--path-style] | list | remove NAME",
+	  "name a remote store: a directory or an S3-compatible bucket",
+	  "URL: file:///PATH (a directory, e.g. on a shared filesystem; created by the\n"
+	  "first push) or s3://BUCKET[/PREFIX] (AWS S3, MinIO, Ceph RGW, any S3-compatible\n"
+	  "service).  S3 settings: --endpoint (default $AWS_ENDPOINT_URL, else AWS),\n"
+	  "--region (default $AWS_REGION, else us-east-1), --path-style (default for\n"
+	  "non-AWS endpoints).  Credentials come only from AWS_ACCESS_KEY_ID,\n"
+	  "AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; they are never stored or logged.\n"
+	  "Stored as remote.NAME.* in the store's config.\n" },
+	{ "push", cmd_push, "NAME [REPO[@REF]...] [-j N]",
+	  "send versions to a remote: missing objects in packs, then the refs",
+	  "Without REPO: every repository and ref.  Objects travel in packs of about\n"
+	  "32 MiB with an index, N at a time (default 8); a pack is complete once its\n"
+	  "index is there, so an interrupted push resumes without resending finished\n"
+	  "packs.  Refs move by compare-and-swap: a branch only forward (if the remote\n"
+	  "has commits you lack, the push is refused as non-fast-forward: pull first),\n"
+	  "a tag never, an environment with every move logged here since its value on\n"
+	  "the remote (the promotion history travels).\n" },
+	{ "pull", cmd_pull, "NAME [REPO[@REF]...] [-j N]",
+	  "fetch versions from a remote and move local refs",
+	  "Fetches what the remote's refs need (ranged reads of its packs), verifies\n"
+	  "every object against its id before storing it, then in one transaction\n"
+	  "creates missing repositories and refs, fast-forwards branches and moves\n"
+	  "environments the remote moved.  A branch that has diverged (both sides have\n"
+	  "commits) or a tag that differs is left alone and reported; the others\n"
+	  "are updated.\n" },
+	{ "clone", cmd_clone, "URL [STORE] [-j N] [--endpoint URL] [--region R]",
+	  "create a store from a remote (named origin)",
+	  "STORE defaults to --store, $ARTIFS_STORE or the default store, which must\n"
+	  "not exist yet.\n" },
 	{ "export", cmd_export, "REPO@REF[:PATH] -o OUT [--format tar|tar.gz|tar.zst|zip]",
 	  "write a version as an archive",
 	  "Format from OUT's extension unless --format; -o - writes to stdout (tar\n"

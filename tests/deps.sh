@@ -8,7 +8,14 @@ pkgs=(
 	liblmdb-dev libxxhash-dev libjansson-dev libcsv-dev attr
 	libfuse3-dev fuse3 libgit2-dev libarchive-dev libarchive-tools
 	libcmocka-dev python3 python3-pytest git unzip zstd xz-utils
+	libcurl4-openssl-dev
 )
+
+# The S3 tests run a local S3-compatible server from the npm registry;
+# Node.js and npm come from Debian unless the machine already has them.
+if ! command -v npm >/dev/null 2>&1; then
+	pkgs+=(nodejs npm)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do
