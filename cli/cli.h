@@ -137,6 +137,15 @@ int cli_gitops_config(artifs_store *s, struct artifs_gitops_config *c, char **wd
 void cli_gitops_config_release(struct artifs_gitops_config *c, char *wd);
 CLI_CMD(gitops); CLI_CMD(export);
 CLI_CMD(remote); CLI_CMD(push); CLI_CMD(pull); CLI_CMD(clone);
+/*
+ * 'mount --remote NAME': fetch the remote's refs and records into the cache
+ * store STORE/remotes/NAME/cache and point mo at it (cmd_remote.c).
+ * EXIT_OK or an exit status already reported.
+ */
+struct artifs_mount_opts;
+struct artifs_mount_lazy;
+int cli_mount_remote(struct artifs_mount_opts *mo, struct artifs_mount_lazy *lz,
+	const char *store, const char *name, const char *cache_size, char **cache_dir);
 
 /* pre-commit / post-commit hooks of 'commit' and 'label' (hookcall.c). */
 typedef struct cli_commit_hooks {

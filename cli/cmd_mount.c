@@ -32,10 +32,14 @@ int cmd_mount(int argc, char **argv)
 		{ "log", required_argument, NULL, 'l' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "readahead-kb", required_argument, NULL, 'r' },
+		{ "remote", required_argument, NULL, 'R' },
+		{ "cache-size", required_argument, NULL, 'C' },
 		{ 0 },
 	};
 	artifs_mount_opts mo = ARTIFS_MOUNT_OPTS_INIT;
-	char *store = NULL, *extra = NULL;
+	artifs_mount_lazy lz;
+	char *store = NULL, *extra = NULL, *cache = NULL;
+	const char *remote = NULL, *cache_size = NULL;
 	int o, rc;
 
 	while ((o = getopt_long(argc, argv, "fdo:", opts, NULL)) != -1) {
@@ -54,6 +58,12 @@ int cmd_mount(int argc, char **argv)
 			break;
 		case 'r':
 			mo.readahead_kb = (unsigned int)strtoul(optarg, NULL, 10);
+			break;
+		case 'R':
+			remote = optarg;
+			break;
+		case 'C':
+			cache_size = optarg;
 			break;
 		case 'o':
 			/* several -o accumulate, as with mount(8) */
@@ -78,9 +88,24 @@ int cmd_mount(int argc, char **argv)
 	mo.store_dir = store;
 	mo.mountpoint = argv[optind];
 	mo.fuse_opts = extra;
+	if (cache_size && !remote) {
+		free(store);
+		free(extra);
+		return cli_usage("mount", "--cache-size goes with --remote NAME");
+	}
+	if (remote) {
+		memset(&lz, 0, sizeof(lz));
+		if ((rc = cli_mount_remote(&mo, &lz, store, remote, cache_size, &cache))) {
+			free(store);
+			free(extra);
+			free(cache);
+			return rc;
+		}
+	}
 	rc = artifs_mount(&mo);
 	free(store);
 	free(extra);
+	free(cache);
 	return rc ? cli_fail_rc(rc) : EXIT_OK;
 }
 

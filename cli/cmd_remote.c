@@ -6,6 +6,7 @@
  * from the usual AWS_* variables and are never written anywhere.
  */
 #include "cli.h"
+#include "fs.h"
 #include "error.h"
 #include "ref.h"
 #include "sync.h"
@@ -297,18 +298,24 @@ CLI_CMD(remote)
 
 /* ---- push, pull ---- */
 
-static int parse_jobs(int argc, char **argv, const char *cmd, int *jobs)
+static int parse_jobs(int argc, char **argv, const char *cmd, int *jobs, int *records_only)
 {
 	static const struct option lo[] = {
 		{ "jobs", required_argument, NULL, 'j' },
+		{ "records-only", no_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
 	*jobs = 0;
+	*records_only = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "j:", lo, NULL)) != -1) {
 		char *end;
+		if (c == 'R') {
+			*records_only = 1;
+			continue;
+		}
 		if (c != 'j')
 			return cli_usage(cmd, "usage: artifs %s NAME [REPO[@REF]...] [-j N]", cmd);
 		*jobs = (int)strtol(optarg, &end, 10);
@@ -326,13 +333,16 @@ static int run_sync(int argc, char **argv, int push)
 	struct cli_remote r;
 	artifs_sync_stats st = { 0 };
 	artifs_store *s = NULL;
-	int jobs, rc = parse_jobs(argc, argv, cmd, &jobs);
+	int jobs, records_only, rc = parse_jobs(argc, argv, cmd, &jobs, &records_only);
 
 	if (rc >= 0)
 		return rc;
+	if (records_only && push)
+		return cli_usage(cmd, "--records-only is for pull");
 	if ((rc = cli_open_store(&s, 0)))
 		return rc;
 	rc = cli_remote_load(&r, s, argv[optind], jobs, cmd);
+	r.sync.records_only = records_only;
 	if (!rc)
 		rc = (push ? artifs_push : artifs_pull)(s, &r.sync, argv + optind + 1,
 			(size_t)(argc - optind - 1), &st);
@@ -424,5 +434,126 @@ out:
 	cli_remote_release(&r);
 	artifs_store_free(s);
 	free(path);
+	return rc ? cli_fail_rc(rc) : EXIT_OK;
+}
+
+/* ---- mount --remote ---- */
+
+static int parse_size(const char *s, unsigned long long *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+	unsigned long long m = 1;
+
+	if (end == s || v <= 0)
+		return -1;
+	switch (*end) {
+	case 'k': case 'K': m = 1ull << 10; end++; break;
+	case 'm': case 'M': m = 1ull << 20; end++; break;
+	case 'g': case 'G': m = 1ull << 30; end++; break;
+	case 't': case 'T': m = 1ull << 40; end++; break;
+	case '\0': break;
+	default: return -1;
+	}
+	if (*end == 'i' || *end == 'B')
+		end += *end == 'i' && end[1] == 'B' ? 2 : 1;
+	if (*end)
+		return -1;
+	*out = (unsigned long long)(v * (double)m);
+	return 0;
+}
+
+static int repo_any(const char *repo, int64_t created, void *ctx)
+{
+	(void)repo;
+	(void)created;
+	*(int *)ctx = 1;
+	return 1;
+}
+
+int cli_mount_remote(artifs_mount_opts *mo, artifs_mount_lazy *lz, const char *store,
+	const char *name, const char *cache_size, char **cache_dir)
+{
+	static struct cli_remote r;	/* lives as long as the mount */
+	artifs_store *s = NULL, *c = NULL;
+	artifs_store_opts so = ARTIFS_STORE_OPTS_INIT;
+	artifs_sync_stats st = { 0 };
+	unsigned long long cap = 10ull << 30;
+	int rc, any = 0;
+
+	*cache_dir = NULL;
+	if (cache_size && (parse_size(cache_size, &cap) || cap < (16u << 20)))
+		return cli_usage("mount", "--cache-size is a size of at least 16M (e.g. 512M, 20G), "
+			"not '%s'", cache_size);
+	if ((rc = artifs_store_open(&s, store, NULL)))
+		return cli_fail_rc(rc);
+	if ((rc = cli_remote_load(&r, s, name, 0, "mount")))
+		goto out;
+	if (!(*cache_dir = artifs_strfmt("%s/remotes/%s/cache", artifs_store_path(s), name))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	so.initial_mapsize = (size_t)cap * 2 + ((size_t)1 << 30);
+	rc = artifs_store_init(*cache_dir, &so);
+	if (rc && rc != ARTIFS_EEXISTS)
+		goto out;
+	if ((rc = artifs_store_open(&c, *cache_dir, &so)))
+		goto out;
+	{
+		/* the cache store's own config names the remote, for its refresher */
+		const char *keys[] = { "url", "endpoint", "region", "pathstyle" };
+		const char *vals[] = { r.url, r.endpoint, r.region, r.pathstyle };
+		for (size_t i = 0; !rc && i < 4; i++) {
+			char *k = remote_key(name, keys[i]);
+			if (!k) {
+				rc = -ENOMEM;
+				break;
+			}
+			rc = cli_config_set(c, k, vals[i]);
+			if (rc == ARTIFS_ENOTFOUND)
+				rc = 0;
+			free(k);
+		}
+		if (rc)
+			goto out;
+	}
+	r.sync.records_only = 1;
+	free(r.cache);
+	if (!(r.cache = artifs_strfmt("%s/remotes/%s", *cache_dir, name))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	{
+		char *d = artifs_strfmt("%s/remotes", *cache_dir);
+		if (d)
+			mkdir(d, 0777);
+		free(d);
+	}
+	rc = artifs_pull(c, &r.sync, NULL, 0, &st);
+	if (rc) {
+		MDB_txn *txn;
+		cli_warn("cannot read remote '%s': %s", name, artifs_error_last());
+		if (!artifs_rtxn_begin(c, &txn)) {
+			artifs_repo_foreach(c, txn, repo_any, &any);
+			mdb_txn_abort(txn);
+		}
+		if (!any)
+			goto out;
+		cli_warn("serving the versions cached from '%s' before", name);
+		rc = 0;
+	} else {
+		summary("fetched", &st);
+	}
+	lz->name = r.name;
+	lz->url = r.url;
+	lz->ropts = &r.ropts;
+	lz->index_cache = r.cache;
+	lz->cache_bytes = cap;
+	lz->refresh_s = 0;
+	mo->store_dir = *cache_dir;
+	mo->lazy = lz;
+out:
+	artifs_store_free(c);
+	artifs_store_free(s);
 	return rc ? cli_fail_rc(rc) : EXIT_OK;
 }

@@ -17,6 +17,18 @@
 
 #define ARTIFS_MOUNT_OPTS_VERSION 1
 
+struct artifs_remote_opts;
+
+/* A mount of a remote: the store served is its cache (see fs/lazy.c). */
+typedef struct artifs_mount_lazy {
+	const char *name;		/* the remote's name (the cache store's config has it) */
+	const char *url;
+	const struct artifs_remote_opts *ropts;
+	const char *index_cache;	/* directory of fetched pack indexes, or NULL */
+	unsigned long long cache_bytes;	/* cap on cached chunk bytes (least recently read go) */
+	unsigned int refresh_s;		/* re-read the remote's refs this often; 0: 30 */
+} artifs_mount_lazy;
+
 typedef struct artifs_mount_opts {
 	unsigned int version;		/* ARTIFS_MOUNT_OPTS_VERSION */
 	const char *store_dir;		/* the store to serve */
@@ -28,9 +40,10 @@ typedef struct artifs_mount_opts {
 	unsigned int threads;		/* max idle worker threads; 0: default */
 	unsigned int poll_ms;		/* ref poll interval; 0: default 200 ms */
 	unsigned int readahead_kb;	/* raise the mount's read-ahead to this; 0: default */
+	const artifs_mount_lazy *lazy;	/* NULL: serve store_dir as it is */
 } artifs_mount_opts;
 
-#define ARTIFS_MOUNT_OPTS_INIT { ARTIFS_MOUNT_OPTS_VERSION, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0 }
+#define ARTIFS_MOUNT_OPTS_INIT { ARTIFS_MOUNT_OPTS_VERSION, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL }
 
 /*
  * Check the store and mount point, mount, detach unless foreground, and

@@ -15,6 +15,7 @@
 #include "tree.h"
 #include "pin.h"
 #include "store.h"
+#include "fs.h"
 
 /* What a node is; fixes which fields mean something. */
 enum fs_kind {
@@ -98,6 +99,7 @@ typedef struct artifs_fs {
 
 	artifs_prefetch *prefetch;	/* prefetch.c */
 	struct artifs_fs_labels *labels;	/* labels.c */
+	struct fs_lazy *lazy;		/* lazy.c: a remote's cache; NULL for a store */
 	uintptr_t map_base;		/* where data.mdb is mapped; 0: unknown */
 
 	/* counters, logged at unmount */
@@ -242,6 +244,16 @@ void fs_prefetch_range(artifs_fs *fs, uint64_t off, uint64_t len);
 
 /* Raise the mount's read-ahead to fs->readahead_kb (mount.c). */
 void fs_raise_readahead(artifs_fs *fs);
+
+/*
+ * A mount of a remote (lazy.c): fetch the missing chunks of blob's bytes
+ * [from, to) and a read-ahead window into the cache store; mark a cached
+ * chunk as just read.
+ */
+int fs_lazy_start(artifs_fs *fs, const artifs_mount_lazy *o);
+void fs_lazy_stop(artifs_fs *fs);
+int fs_lazy_fetch(artifs_fs *fs, const artifs_oid *blob, uint64_t from, uint64_t to);
+void fs_lazy_touch(artifs_fs *fs, const artifs_oid *id);
 
 /* The ref poller (ops.c). */
 void *fs_poller_main(void *arg);

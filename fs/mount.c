@@ -284,11 +284,20 @@ int artifs_mount(const artifs_mount_opts *o)
 		goto done;
 	}
 	/* LMDB handles do not survive fork(): open the store in the daemon */
+	if (o->lazy) {
+		/* the cache is written by this daemon: map room for it up front */
+		so.readonly = 0;
+		so.initial_mapsize = (size_t)o->lazy->cache_bytes * 2 + ((size_t)1 << 30);
+	}
 	if ((rc = artifs_store_open(&s, store_real, &so))) {
 		fs_log(LOG_ERR, "cannot open store '%s': %s", store_real, artifs_error_last());
 		goto done;
 	}
 	fs.store = s;
+	if (o->lazy && (rc = fs_lazy_start(&fs, o->lazy))) {
+		fs_log(LOG_ERR, "cannot start the remote cache: %s", artifs_error_last());
+		goto done;
+	}
 	if (artifs_pins_open(&fs.pins, s))
 		fs_log(LOG_WARNING, "versions served are not pinned against gc: %s", artifs_error_last());
 	fs_guard_install();
@@ -328,6 +337,7 @@ done:
 	if (fs.se)
 		fuse_session_destroy(fs.se);	/* calls destroy: stops the poller */
 	fs_prefetch_stop(&fs);
+	fs_lazy_stop(&fs);
 	fs_txn_release_thread();	/* the other threads' went with them */
 	if (inited) {
 		artifs_pins_free(fs.pins);

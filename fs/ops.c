@@ -576,7 +576,7 @@ static void op_read_body(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	artifs_blob_view b;
 	MDB_txn *txn;
 	uint64_t pos = (uint64_t)off, end;
-	int rc, cold = 0;
+	int rc, cold = 0, fetches = 0;
 
 	(void)fi;
 	if (n->kind != FS_FILE) {
@@ -593,6 +593,7 @@ static void op_read_body(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	end = n->size - pos < size ? n->size : pos + size;
 	__atomic_add_fetch(&fs->n_reads, 1, __ATOMIC_RELAXED);
+again:
 	if ((rc = fs_txn_begin(fs, &txn))) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -612,6 +613,22 @@ static void op_read_body(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		int verify;
 
 		artifs_blob_chunk_id(&b, i, &cid);
+		if (fs->lazy) {
+			if (!artifs_chunk_has(fs->store, txn, &cid)) {
+				/* a mount of a remote: fetch, then serve from the cache */
+				fs_txn_end(fs, txn);
+				niov = 0;
+				pos = (uint64_t)off;
+				if (fetches++ >= 16 || (rc = fs_lazy_fetch(fs, &n->id, coff, end))) {
+					if (!rc)
+						rc = artifs_error(-EIO, "the cache is too small to hold "
+							"one read (see --cache-size)");
+					goto fail_notxn;
+				}
+				goto again;
+			}
+			fs_lazy_touch(fs, &cid);
+		}
 		verify = !fs_verified(fs, &cid);
 		if (verify) {
 			/* first touch of this chunk: pull it in whole, then check it */
@@ -661,6 +678,7 @@ static void op_read_body(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	return;
 fail:
 	fs_txn_end(fs, txn);
+fail_notxn:
 	if (iov != stack)
 		free(iov);
 	/*

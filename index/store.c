@@ -617,3 +617,51 @@ int artifs_store_index_bytes(artifs_store *s, MDB_txn *txn, uint64_t *out)
 	}
 	return 0;
 }
+
+int artifs_chunk_has(artifs_store *s, MDB_txn *txn, const artifs_oid *id)
+{
+	MDB_val k = { 16, (void *)id->id }, v;
+
+	return mdb_get(txn, s->chunks, &k, &v) == 0;
+}
+
+int artifs_chunk_put(artifs_store *s, MDB_txn *txn, const artifs_oid *id, const void *data,
+	size_t len)
+{
+	return artifs_store_put(txn, s->chunks, id, data, len);
+}
+
+int artifs_chunk_del(artifs_store *s, MDB_txn *txn, const artifs_oid *id)
+{
+	MDB_val k = { 16, (void *)id->id };
+	int rc = mdb_del(txn, s->chunks, &k, NULL);
+
+	if (rc && rc != MDB_NOTFOUND)
+		return rc == MDB_MAP_FULL ? rc : artifs_error_lmdb(rc, "cannot delete a chunk");
+	return 0;
+}
+
+int artifs_chunk_foreach(artifs_store *s, MDB_txn *txn,
+	int (*fn)(const artifs_oid *id, size_t len, void *ctx), void *ctx)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc = mdb_cursor_open(txn, s->chunks, &cur);
+
+	if (rc)
+		return artifs_error_lmdb(rc, "cannot list chunks");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !rc;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		artifs_oid id;
+		int r;
+		if (k.mv_size != 16)
+			continue;
+		memcpy(id.id, k.mv_data, 16);
+		if ((r = fn(&id, v.mv_size, ctx))) {
+			mdb_cursor_close(cur);
+			return r;
+		}
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : artifs_error_lmdb(rc, "cannot list chunks");
+}

@@ -106,6 +106,18 @@ int artifs_store_grow(artifs_store *s, size_t need);
  */
 int artifs_object_check(artifs_store *s, MDB_txn *txn, char kind, const artifs_oid *id);
 
+/*
+ * Chunks by id, for a cache of another store's chunks (the lazy mount):
+ * has (1 or 0), put (checked as artifs_store_put: 0 new, 1 already there),
+ * delete (a missing chunk is not an error), and every chunk's id and size.
+ */
+int artifs_chunk_has(artifs_store *s, MDB_txn *txn, const artifs_oid *id);
+int artifs_chunk_put(artifs_store *s, MDB_txn *txn, const artifs_oid *id, const void *data,
+	size_t len);
+int artifs_chunk_del(artifs_store *s, MDB_txn *txn, const artifs_oid *id);
+int artifs_chunk_foreach(artifs_store *s, MDB_txn *txn,
+	int (*fn)(const artifs_oid *id, size_t len, void *ctx), void *ctx);
+
 /* Commit and map errors (MDB_MAP_FULL is passed through unmapped). */
 int artifs_txn_commit(MDB_txn *txn);
 

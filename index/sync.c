@@ -1933,6 +1933,8 @@ int artifs_pull(artifs_store *s, const artifs_sync_opts *o, char *const *specs, 
 		goto out;
 	mdb_txn_abort(p.txn);
 	p.txn = NULL;
+	if (o->records_only)
+		chunks.n = 0;	/* fetched as they are read */
 	y.prog.phase = "objects";
 	for (size_t i = 0; i < chunks.n; i++)
 		y.prog.bytes_total += chunks.want[i]->len;
@@ -2006,4 +2008,51 @@ out:
 	free(chunks.want);
 	artifs_oidset_release(&p.queued);
 	return rc;
+}
+
+/* ---- the remote's index on its own ---- */
+
+struct artifs_rindex {
+	struct sync y;
+};
+
+int artifs_rindex_load(artifs_rindex **out, const artifs_sync_opts *o)
+{
+	artifs_rindex *ix = calloc(1, sizeof(*ix));
+	int rc;
+
+	*out = NULL;
+	if (!ix)
+		return -ENOMEM;
+	ix->y.o = o;
+	ix->y.jobs = 1;
+	ix->y.t0 = now_s();
+	pthread_mutex_init(&ix->y.mu, NULL);
+	rc = artifs_remote_open(&ix->y.r, o->url, o->ropts, 0);
+	if (!rc)
+		rc = load_index(&ix->y);
+	if (rc) {
+		artifs_rindex_free(ix);
+		return rc;
+	}
+	*out = ix;
+	return 0;
+}
+
+const artifs_pack_entry *artifs_rindex_find(const artifs_rindex *ix, const artifs_oid *id,
+	const char **pack)
+{
+	const artifs_pack_entry *e = remote_find(&ix->y, id);
+
+	if (e && pack)
+		*pack = ix->y.packs[e->pack];
+	return e;
+}
+
+void artifs_rindex_free(artifs_rindex *ix)
+{
+	if (!ix)
+		return;
+	sync_close(&ix->y, NULL);
+	free(ix);
 }

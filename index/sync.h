@@ -39,9 +39,12 @@ typedef struct artifs_sync_opts {
 	void (*progress)(const artifs_sync_progress *p, void *ctx);
 	void (*warn)(const char *msg, void *ctx);
 	void *ctx;
+	/* pull: commits, trees, manifests and labelsets only, no chunks (a
+	 * lazy mount's cache fetches those as files are read) */
+	int records_only;
 } artifs_sync_opts;
 
-#define ARTIFS_SYNC_OPTS_INIT { ARTIFS_SYNC_OPTS_VERSION, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL }
+#define ARTIFS_SYNC_OPTS_INIT { ARTIFS_SYNC_OPTS_VERSION, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0 }
 
 /*
  * Send the objects of `specs` ("REPO" or "REPO@REF"; none: every
@@ -61,5 +64,17 @@ int artifs_push(artifs_store *s, const artifs_sync_opts *o, char *const *specs, 
  */
 int artifs_pull(artifs_store *s, const artifs_sync_opts *o, char *const *specs, size_t nspecs,
 	artifs_sync_stats *stats);
+
+/*
+ * The remote's pack indexes, for reading single objects (the lazy mount):
+ * where each object is, by id.  `o` must outlive the index.
+ */
+#include "pack.h"
+typedef struct artifs_rindex artifs_rindex;
+int artifs_rindex_load(artifs_rindex **out, const artifs_sync_opts *o);
+/* NULL when the remote does not have `id`; *pack: the pack's hex id. */
+const artifs_pack_entry *artifs_rindex_find(const artifs_rindex *ix, const artifs_oid *id,
+	const char **pack);
+void artifs_rindex_free(artifs_rindex *ix);
 
 #endif
