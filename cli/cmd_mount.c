@@ -34,12 +34,14 @@ int cmd_mount(int argc, char **argv)
 		{ "readahead-kb", required_argument, NULL, 'r' },
 		{ "remote", required_argument, NULL, 'R' },
 		{ "cache-size", required_argument, NULL, 'C' },
+		{ "refresh", required_argument, NULL, 'E' },
 		{ 0 },
 	};
 	artifs_mount_opts mo = ARTIFS_MOUNT_OPTS_INIT;
 	artifs_mount_lazy lz;
 	char *store = NULL, *extra = NULL, *cache = NULL;
 	const char *remote = NULL, *cache_size = NULL;
+	unsigned int refresh = 0;
 	int o, rc;
 
 	while ((o = getopt_long(argc, argv, "fdo:", opts, NULL)) != -1) {
@@ -65,6 +67,16 @@ int cmd_mount(int argc, char **argv)
 		case 'C':
 			cache_size = optarg;
 			break;
+		case 'E': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (*end || v < 1 || v > 86400) {
+				free(extra);
+				return cli_usage("mount", "--refresh is 1-86400 seconds, not '%s'", optarg);
+			}
+			refresh = (unsigned int)v;
+			break;
+		}
 		case 'o':
 			/* several -o accumulate, as with mount(8) */
 			if (opt_append(&extra, optarg, strlen(optarg))) {
@@ -88,10 +100,10 @@ int cmd_mount(int argc, char **argv)
 	mo.store_dir = store;
 	mo.mountpoint = argv[optind];
 	mo.fuse_opts = extra;
-	if (cache_size && !remote) {
+	if ((cache_size || refresh) && !remote) {
 		free(store);
 		free(extra);
-		return cli_usage("mount", "--cache-size goes with --remote NAME");
+		return cli_usage("mount", "--cache-size and --refresh go with --remote NAME");
 	}
 	if (remote) {
 		memset(&lz, 0, sizeof(lz));
@@ -101,6 +113,7 @@ int cmd_mount(int argc, char **argv)
 			free(cache);
 			return rc;
 		}
+		lz.refresh_s = refresh;
 	}
 	rc = artifs_mount(&mo);
 	free(store);

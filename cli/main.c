@@ -187,7 +187,7 @@ static const cli_cmd commands[] = {
 	  "Deletes objects no ref or ref-log entry reaches (for example the chunks of an\n"
 	  "interrupted commit) and reports the bytes freed.  Freed space is reused by\n"
 	  "the store; the file itself does not shrink.\n" },
-	{ "mount", cmd_mount, "MOUNTPOINT [-f|--foreground] [-o OPTIONS] [--log FILE] [--debug]",
+	{ "mount", cmd_mount, "MOUNTPOINT [-f|--foreground] [-o OPTIONS] [--log FILE] [--debug] [--remote NAME [--cache-size SIZE]]",
 	  "serve every repository, ref and commit read-only",
 	  "Mounts the store on MOUNTPOINT (an existing directory):\n"
 	  "  MOUNTPOINT/datasets/NAME/REF/...          every branch, tag and environment\n"
@@ -203,7 +203,14 @@ static const cli_cmd commands[] = {
 	  "/usr/sbin), or from /etc/fstab:\n"
 	  "  /srv/artifs  /mnt/artifs  fuse.artifs  defaults,_netdev  0 0\n"
 	  "  --readahead-kb N  read-ahead of the mount (default 2048)\n"
-	  "  --threads N       idle worker threads kept (default 4)\n" },
+	  "  --threads N       idle worker threads kept (default 4)\n"
+	  "--remote NAME serves the repositories and refs of remote NAME (see 'artifs\n"
+	  "remote') with nothing local: refs and directory records are fetched at\n"
+	  "mount and re-read every --refresh SECONDS (default 30); file chunks are\n"
+	  "fetched as they are read (with read-ahead), verified, and kept in\n"
+	  "STORE/remotes/NAME/cache up to --cache-size (default 10G; the least\n"
+	  "recently read go first).  What is cached is served when the remote is gone;\n"
+	  "a read that needs the remote then fails with EIO after bounded retries.\n" },
 	{ "umount", cmd_umount, "MOUNTPOINT", "unmount an artifs mount",
 	  "Unmounts with fusermount3 -u; the daemon exits by itself.\n" },
 };

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from clihelpers import MiB, Artifs, make_small_tree, set_old_mtime, tree_listing, write_random
+from s3server import list_keys, s3  # noqa: F401 (a fixture)
 
 REPO = "datasets/d"
 
@@ -228,7 +229,7 @@ def test_interrupted_push_resumes(artifs_bin, tmp_path, env, remote):
         if kind == "file":
             done = len([f for f in remote_files(url, kind, "packs") or [] if f.endswith(".idx")])
         else:
-            done = len([k for k in __import__("s3server").list_keys(remote_url=url, env=a.env)
+            done = len([k for k in list_keys(url, a.env)
                         if k.endswith(".idx")])
         if done >= 2:
             break
