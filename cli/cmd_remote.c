@@ -523,6 +523,7 @@ int cli_mount_remote(artifs_mount_opts *mo, artifs_mount_lazy *lz, const char *s
 		rc = -ENOMEM;
 		goto out;
 	}
+	r.sync.cache_dir = r.cache;
 	{
 		char *d = artifs_strfmt("%s/remotes", *cache_dir);
 		if (d)

@@ -19,6 +19,10 @@
  *    ('/' kept, upper-case hex), and the query parameters are written
  *    already sorted and encoded.
  *
+ * Tests (and impatient users) may set ARTIFS_S3_MAX_RETRIES and
+ * ARTIFS_S3_TIMEOUT (seconds without progress) when the options leave
+ * them at 0.
+ *
  * Errors never carry credentials: they are given to curl as user name and
  * password (never in a URL) and CURLOPT_VERBOSE stays off.
  */
@@ -68,6 +72,7 @@ struct s3 {
 struct s3_req {
 	const char *method;	/* for messages; GET unless upload/del */
 	const char *key;	/* relative to the remote's root; NULL: the bucket */
+	const char *name;	/* for messages: the key, or the prefix listed */
 	char *url;
 	struct curl_slist *hdrs;
 	int upload, del;
@@ -543,19 +548,18 @@ static int s3_perform(artifs_remote *r, struct s3_req *q)
 		cc = curl_easy_perform(s->curl);
 		if (q->nomem)
 			return artifs_error(-ENOMEM, "s3: out of memory reading '%s' from %s",
-				q->key ? q->key : "", r->url);
+				q->name, r->url);
 		if (q->overflow)
 			return artifs_error(ARTIFS_ECORRUPT,
 				"s3: %s '%s' in %s: the answer has more than the %zu bytes asked for",
-				q->method, q->key, r->url, q->dst_len);
+				q->method, q->name, r->url, q->dst_len);
 		if (cc == CURLE_OK) {
 			curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &q->status);
 			if (!s3_retryable_status(q) || q->attempts > s->max_retries)
 				return 0;
 		} else if (!s3_retryable_curl(cc) || q->attempts > s->max_retries) {
-			return artifs_error(-EIO, "s3: %s '%s' in %s failed%s: %s",
-				q->method, q->key ? q->key : "", r->url,
-				q->attempts > 1 ? " (after retries)" : "",
+			return artifs_error(-EIO, "s3: %s '%s' in %s failed after %d attempt%s: %s",
+				q->method, q->name, r->url, q->attempts, q->attempts > 1 ? "s" : "",
 				s->errbuf[0] ? s->errbuf : curl_easy_strerror(cc));
 		}
 		q->retried = 1;
@@ -588,6 +592,7 @@ static int s3_req_init(artifs_remote *r, struct s3_req *q, const char *method, c
 
 	q->method = method;
 	q->key = key;
+	q->name = key ? key : "";
 	q->url = s3_url(s, key, query);
 	if (!q->url || s3_hdr(q, "x-amz-content-sha256: UNSIGNED-PAYLOAD") ||
 		(s->token_hdr && s3_hdr(q, s->token_hdr)))
@@ -600,7 +605,7 @@ static int s3_status_error(artifs_remote *r, const struct s3_req *q)
 {
 	const struct s3 *s = r->impl;
 	char code[128], msg[512];
-	const char *key = q->key ? q->key : "";
+	const char *key = q->name;
 
 	s3_err_fields(q, code, sizeof(code), msg, sizeof(msg));
 	if (q->status == 404 && !strcmp(code, "NoSuchBucket"))
@@ -611,13 +616,13 @@ static int s3_status_error(artifs_remote *r, const struct s3_req *q)
 			key, r->url, code[0] ? " " : "", code);
 	if (q->status == 403)
 		return artifs_error(ARTIFS_EINVAL,
-			"s3: %s '%s' in %s: access denied (403 %s%s%s); check the credentials "
+			"s3: %s '%s' in %s: access denied (403%s%s%s%s); check the credentials "
 			"(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and the region",
-			q->method, key, r->url, code, msg[0] ? ": " : "", msg);
+			q->method, key, r->url, code[0] ? " " : "", code, msg[0] ? ": " : "", msg);
 	if (q->status >= 500 || q->status == 429 || s3_retryable_status(q))
-		return artifs_error(-EIO, "s3: %s '%s' in %s: server error %ld %s%s%s%s",
+		return artifs_error(-EIO, "s3: %s '%s' in %s: server error %ld %s%s%s (%d attempt%s)",
 			q->method, key, r->url, q->status, code, msg[0] ? ": " : "", msg,
-			q->attempts > 1 ? " (after retries)" : "");
+			q->attempts, q->attempts > 1 ? "s" : "");
 	return artifs_error(ARTIFS_EINVAL, "s3: %s '%s' in %s: HTTP %ld %s%s%s",
 		q->method, key, r->url, q->status, code, msg[0] ? ": " : "", msg);
 }
@@ -699,6 +704,9 @@ static int s3_same(artifs_remote *r, const char *key, const void *data, size_t l
 	if (!rc && (got.len != len || (len && memcmp(got.ptr, data, len))))
 		rc = artifs_error(ARTIFS_EEXISTS, "s3: object '%s' already exists in %s",
 			key, r->url);
+	else if (rc == ARTIFS_ENOTFOUND)
+		rc = artifs_error(-EIO, "s3: PUT '%s' in %s: the server reported the object "
+			"as existing, but it is gone; try again", key, r->url);
 	artifs_buf_release(&got);
 	return rc;
 }
@@ -867,7 +875,8 @@ static int s3_list(artifs_remote *r, const char *prefix,
 		}
 		page.len = 0;
 		q.out = &page;
-		rc = s3_req_init(r, &q, "GET", NULL, query);
+		rc = s3_req_init(r, &q, "LIST", NULL, query);
+		q.name = prefix;
 		free(query);
 		if (!rc)
 			rc = s3_perform(r, &q);
@@ -996,8 +1005,10 @@ int artifs_remote_s3_open(artifs_remote *r, const char *bucket, const char *pref
 		return artifs_error(ARTIFS_EINVAL,
 			"s3: no credentials for %s; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
 			r->url ? r->url : bucket);
-	if (strchr(region, ':') || strchr(region, '/'))
+	if (strpbrk(region, ":/\r\n"))
 		return artifs_error(ARTIFS_EINVAL, "s3: invalid region '%s'", region);
+	if (tok && strpbrk(tok, "\r\n"))
+		return artifs_error(ARTIFS_EINVAL, "s3: the session token holds a line break");
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -1007,7 +1018,15 @@ int artifs_remote_s3_open(artifs_remote *r, const char *bucket, const char *pref
 		s->max_retries = opts->max_retries;
 	else if ((rc = s3_env_int("ARTIFS_S3_MAX_RETRIES", &s->max_retries)))
 		goto fail;
-	s->timeout_s = opts->timeout_s > 0 ? opts->timeout_s : S3_DEFAULT_TIMEOUT;
+	if (opts->timeout_s > 0) {
+		s->timeout_s = opts->timeout_s;
+	} else {
+		int t = S3_DEFAULT_TIMEOUT;
+
+		if ((rc = s3_env_int("ARTIFS_S3_TIMEOUT", &t)))
+			goto fail;
+		s->timeout_s = t > 0 ? t : S3_DEFAULT_TIMEOUT;
+	}
 	s->seed = (unsigned int)time(NULL) ^ (unsigned int)getpid() ^
 		(unsigned int)(uintptr_t)s;
 
