@@ -247,13 +247,17 @@ void fs_raise_readahead(artifs_fs *fs);
 
 /*
  * A mount of a remote (lazy.c): fetch the missing chunks of blob's bytes
- * [from, to) and a read-ahead window into the cache store; mark a cached
- * chunk as just read.
+ * [from, to) and a read-ahead window into the cache store (for a small
+ * file, the small files of its directory `dir`, when not NULL); mark a
+ * cached chunk as just read.
  */
 int fs_lazy_start(artifs_fs *fs, const artifs_mount_lazy *o);
 void fs_lazy_stop(artifs_fs *fs);
-int fs_lazy_fetch(artifs_fs *fs, const artifs_oid *blob, uint64_t from, uint64_t to);
+int fs_lazy_fetch(artifs_fs *fs, const artifs_oid *blob, const artifs_oid *dir, uint64_t from,
+	uint64_t to);
 void fs_lazy_touch(artifs_fs *fs, const artifs_oid *id);
+/* Fetch blob's bytes from `off` on in the background (a sequential reader is coming). */
+void fs_lazy_ahead(artifs_fs *fs, const artifs_oid *blob, uint64_t off);
 
 /* The ref poller (ops.c). */
 void *fs_poller_main(void *arg);

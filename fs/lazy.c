@@ -63,7 +63,13 @@ struct fs_lazy {
 	int started, stop;
 	pthread_cond_t cond;
 	pid_t child;
-	uint64_t n_fetch, n_fetch_bytes, n_evicted, n_requests;
+	uint64_t n_fetch, n_fetch_bytes, n_evicted, n_requests, n_ahead;
+	/* read-ahead for sequential readers of large files: one worker, a few requests */
+	struct ahead { artifs_oid blob; uint64_t off; } aq[8];
+	unsigned int aq_head, aq_n;
+	pthread_t ath;
+	int astarted;
+	pthread_cond_t acond;
 };
 
 static double now_s(void)
@@ -360,7 +366,59 @@ out:
 	return rc;
 }
 
-int fs_lazy_fetch(artifs_fs *fs, const artifs_oid *blob, uint64_t from, uint64_t to)
+static int want_add(struct want **w, size_t *nw, size_t *cap, const artifs_oid *id)
+{
+	if (*nw == *cap) {
+		size_t c2 = *cap ? *cap * 2 : 16;
+		void *p = realloc(*w, c2 * sizeof(**w));
+		if (!p)
+			return -ENOMEM;
+		*w = p;
+		*cap = c2;
+	}
+	memset(&(*w)[*nw], 0, sizeof(**w));
+	(*w)[*nw].e.id = *id;
+	(*nw)++;
+	return 0;
+}
+
+/*
+ * The small files beside the one read: a reader of a directory of samples
+ * reads them all, and a remote is slow per request, not per byte.  Their
+ * missing chunks join the fetch (packs keep a directory's files together,
+ * so they usually come in the same ranged read).
+ */
+static int want_dir(artifs_fs *fs, MDB_txn *txn, const artifs_oid *dir, const artifs_oid *skip,
+	struct want **w, size_t *nw, size_t *cap, uint64_t *need, uint64_t window)
+{
+	artifs_tree_view t;
+	int rc;
+
+	if (artifs_oid_is_zero(dir) || fs_tree_load(fs, txn, dir, &t))
+		return 0;
+	for (uint32_t i = 0; i < t.count && *need < window; i++) {
+		artifs_tree_entry e;
+		artifs_blob_view b;
+		if (artifs_tree_entry_at(&t, i, &e) || e.type != ARTIFS_T_FILE ||
+		    e.size > (4u << 20) || !artifs_oid_cmp(&e.id, skip))
+			continue;
+		if (fs_blob_load(fs, txn, &e.id, &b))
+			continue;
+		for (uint32_t k = 0; k < b.nchunks && *need < window; k++) {
+			artifs_oid cid;
+			artifs_blob_chunk_id(&b, k, &cid);
+			if (artifs_chunk_has(fs->store, txn, &cid))
+				continue;
+			if ((rc = want_add(w, nw, cap, &cid)))
+				return rc;
+			*need += artifs_blob_chunk_len(&b, k);
+		}
+	}
+	return 0;
+}
+
+int fs_lazy_fetch(artifs_fs *fs, const artifs_oid *blob, const artifs_oid *dir, uint64_t from,
+	uint64_t to)
 {
 	struct fs_lazy *z = fs->lazy;
 	struct want *w = NULL;
@@ -391,24 +449,14 @@ int fs_lazy_fetch(artifs_fs *fs, const artifs_oid *blob, uint64_t from, uint64_t
 		artifs_blob_chunk_id(&b, i, &cid);
 		if (artifs_chunk_has(fs->store, txn, &cid))
 			continue;
-		if (nw == cap) {
-			size_t c2 = cap ? cap * 2 : 16;
-			void *p = realloc(w, c2 * sizeof(*w));
-			if (!p) {
-				rc = -ENOMEM;
-				goto out_txn;
-			}
-			w = p;
-			cap = c2;
-		}
-		w[nw].e.id = cid;
-		nw++;
-		if (need + artifs_blob_chunk_len(&b, i) > window && nw > 1) {
-			nw--;	/* the window is full; the first chunk always goes */
-			break;
-		}
+		if (need + artifs_blob_chunk_len(&b, i) > window && nw > 0)
+			break;	/* the window is full; the first chunk always goes */
+		if ((rc = want_add(&w, &nw, &cap, &cid)))
+			goto out_txn;
 		need += artifs_blob_chunk_len(&b, i);
 	}
+	if (!rc && dir && b.size <= (4u << 20))
+		rc = want_dir(fs, txn, dir, blob, &w, &nw, &cap, &need, window);
 out_txn:
 	fs_txn_end(fs, txn);
 	if (rc || !nw)
@@ -517,6 +565,57 @@ out:
 	return rc;
 }
 
+static void *ahead_main(void *arg)
+{
+	artifs_fs *fs = arg;
+	struct fs_lazy *z = fs->lazy;
+
+	pthread_mutex_lock(&z->mu);
+	for (;;) {
+		struct ahead a;
+		uint64_t window;
+		while (!z->stop && !z->aq_n)
+			pthread_cond_wait(&z->acond, &z->mu);
+		if (z->stop)
+			break;
+		a = z->aq[z->aq_head];
+		z->aq_head = (z->aq_head + 1) % 8;
+		z->aq_n--;
+		z->n_ahead++;
+		window = z->o.cache_bytes / 4 < (16u << 20) ? z->o.cache_bytes / 4 : (16u << 20);
+		pthread_mutex_unlock(&z->mu);
+		fs_lazy_fetch(fs, &a.blob, NULL, a.off, a.off + window);
+		pthread_mutex_lock(&z->mu);
+	}
+	pthread_mutex_unlock(&z->mu);
+	return NULL;
+}
+
+void fs_lazy_ahead(artifs_fs *fs, const artifs_oid *blob, uint64_t off)
+{
+	struct fs_lazy *z = fs->lazy;
+
+	if (!z || !z->astarted)
+		return;
+	pthread_mutex_lock(&z->mu);
+	for (unsigned int i = 0; i < z->aq_n; i++) {
+		const struct ahead *a = &z->aq[(z->aq_head + i) % 8];
+		if (!artifs_oid_cmp(&a->blob, blob) && a->off == off) {
+			pthread_mutex_unlock(&z->mu);
+			return;
+		}
+	}
+	if (z->aq_n == 8) {	/* drop the oldest: the reader has moved on */
+		z->aq_head = (z->aq_head + 1) % 8;
+		z->aq_n--;
+	}
+	z->aq[(z->aq_head + z->aq_n) % 8].blob = *blob;
+	z->aq[(z->aq_head + z->aq_n) % 8].off = off;
+	z->aq_n++;
+	pthread_cond_signal(&z->acond);
+	pthread_mutex_unlock(&z->mu);
+}
+
 /* ---- the refresher: a child 'artifs pull --records-only' every refresh_s ---- */
 
 static void *refresher(void *arg)
@@ -599,6 +698,7 @@ int fs_lazy_start(artifs_fs *fs, const artifs_mount_lazy *o)
 	pthread_mutex_init(&z->wmu, NULL);
 	pthread_cond_init(&z->cond, NULL);
 	pthread_cond_init(&z->landed, NULL);
+	pthread_cond_init(&z->acond, NULL);
 	fs->lazy = z;
 	/* what the cache already holds, in no particular order */
 	if ((rc = fs_txn_begin(fs, &txn)))
@@ -614,6 +714,8 @@ int fs_lazy_start(artifs_fs *fs, const artifs_mount_lazy *o)
 	z->ix_time = now_s();
 	if (!pthread_create(&z->th, NULL, refresher, fs))
 		z->started = 1;
+	if (!pthread_create(&z->ath, NULL, ahead_main, fs))
+		z->astarted = 1;
 	fs_log(LOG_INFO, "lazy mount of remote '%s': %llu MiB cached of at most %llu MiB",
 		o->name, (unsigned long long)(z->bytes >> 20),
 		(unsigned long long)(o->cache_bytes >> 20));
@@ -631,11 +733,16 @@ void fs_lazy_stop(artifs_fs *fs)
 	if (z->child)
 		kill(z->child, SIGTERM);
 	pthread_cond_broadcast(&z->cond);
+	pthread_cond_broadcast(&z->acond);
+	pthread_cond_broadcast(&z->landed);
 	pthread_mutex_unlock(&z->mu);
 	if (z->started)
 		pthread_join(z->th, NULL);
-	fs_log(LOG_INFO, "remote '%s': %llu fetches, %llu MiB fetched, %llu requests, %llu chunks "
-		"evicted, %llu MiB cached", z->o.name, (unsigned long long)z->n_fetch,
+	if (z->astarted)
+		pthread_join(z->ath, NULL);
+	fs_log(LOG_INFO, "remote '%s': %llu fetches (%llu read-ahead), %llu MiB fetched, %llu "
+		"requests, %llu chunks evicted, %llu MiB cached", z->o.name,
+		(unsigned long long)z->n_fetch, (unsigned long long)z->n_ahead,
 		(unsigned long long)(z->n_fetch_bytes >> 20), (unsigned long long)z->n_requests,
 		(unsigned long long)z->n_evicted, (unsigned long long)(z->bytes >> 20));
 	while (z->head.next != &z->head)
@@ -648,6 +755,7 @@ void fs_lazy_stop(artifs_fs *fs)
 	pthread_mutex_destroy(&z->wmu);
 	pthread_cond_destroy(&z->cond);
 	pthread_cond_destroy(&z->landed);
+	pthread_cond_destroy(&z->acond);
 	free(z->inflight);
 	free(z);
 	fs->lazy = NULL;

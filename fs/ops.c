@@ -619,7 +619,7 @@ again:
 				fs_txn_end(fs, txn);
 				niov = 0;
 				pos = (uint64_t)off;
-				if (fetches++ >= 16 || (rc = fs_lazy_fetch(fs, &n->id, coff, end))) {
+				if (fetches++ >= 16 || (rc = fs_lazy_fetch(fs, &n->id, &n->dir, coff, end))) {
 					if (!rc)
 						rc = artifs_error(-EIO, "the cache is too small to hold "
 							"one read (see --cache-size)");
@@ -671,6 +671,16 @@ again:
 	}
 	if (n->size > (4u << 20))	/* smaller ones come with their directory */
 		read_ahead(fs, txn, n, &b, (uint64_t)off, end);
+	if (fs->lazy && n->size > (4u << 20) && end < n->size) {
+		/* keep the next window of a remote file coming while this one is read */
+		uint64_t ahead = end + (8u << 20) < n->size ? end + (8u << 20) : n->size - 1;
+		uint32_t k = artifs_blob_find(&b, ahead);
+		artifs_oid cid;
+
+		artifs_blob_chunk_id(&b, k, &cid);
+		if (!artifs_chunk_has(fs->store, txn, &cid))
+			fs_lazy_ahead(fs, &n->id, artifs_blob_chunk_off(&b, k));
+	}
 	fuse_reply_iov(req, iov, (int)niov);
 	fs_txn_end(fs, txn);
 	if (iov != stack)
