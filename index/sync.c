@@ -802,6 +802,8 @@ static int send_pack(struct sync *y, artifs_remote *r, const struct pobj *v, siz
 		goto out;
 	}
 	rc = artifs_remote_put(r, key, idx.ptr, idx.len, 0);
+	if (!rc)
+		cache_write(y, hex, &idx);	/* the next push or pull need not fetch it */
 	if (!rc) {
 		pthread_mutex_lock(&y->mu);
 		y->prog.objects += n;
