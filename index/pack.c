@@ -71,7 +71,8 @@ int artifs_pack_finish(artifs_pack_builder *b, artifs_oid *pack_id, artifs_buf *
 	artifs_oid sum;
 
 	artifs_oid_hash(pack_id, b->data.ptr, b->data.len);
-	qsort(b->ents, b->n, sizeof(*b->ents), cmp_ent);
+	if (b->n)
+		qsort(b->ents, b->n, sizeof(*b->ents), cmp_ent);
 	if (artifs_buf_put(idx, ARTIFS_PACK_IDX_MAGIC, 8) ||
 	    artifs_buf_put_le32(idx, (uint32_t)b->n) || artifs_buf_put_le32(idx, 0))
 		return -ENOMEM;

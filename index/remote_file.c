@@ -309,7 +309,7 @@ static int file_list(artifs_remote *r, const char *prefix,
 	int rc;
 
 	rc = walk(f->root, prefix, &a);
-	if (!rc)
+	if (!rc && a.n)
 		qsort(a.v, a.n, sizeof(*a.v), cmp_listed);
 	for (i = 0; i < a.n; i++) {
 		if (!rc)

@@ -116,6 +116,8 @@ static const artifs_pack_entry *remote_find(const struct sync *y, const artifs_o
 
 static int add_entries(struct sync *y, const artifs_pack_entry *v, size_t n)
 {
+	if (!n)
+		return 0;
 	if (y->nidx + n > y->capidx) {
 		size_t cap = y->capidx ? y->capidx : 4096;
 		void *p;
