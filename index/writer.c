@@ -5,6 +5,8 @@
 #include "store_int.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 enum { OP_CHUNK, OP_BLOB, OP_TREE, OP_LABELS };
@@ -15,15 +17,44 @@ struct op {
 	int kind;
 };
 
-struct artifs_writer {
-	artifs_store *s;
-	MDB_txn *rtxn;			/* existence checks; reset per batch */
-	const artifs_cdc_params *cdc;
+/* Objects waiting to be written, and a set of their ids. */
+struct batch {
 	artifs_buf arena;		/* bytes of pending objects */
 	struct op *ops;
 	size_t nops, capops;
 	uint32_t *set;			/* open addressing: op index + 1, 0 = empty */
 	size_t setcap;
+};
+
+/*
+ * Full batches are committed by a second thread while the caller chunks
+ * and hashes the next one, so the disk writes and syncs of one batch
+ * overlap the work on the next (on two cores a synced commit was half of a
+ * small-file commit's time).  The committer never resizes the map: that
+ * needs every transaction of the process closed, so a batch that would
+ * need it is handed back and written at the next switch, with the read
+ * transaction closed, as before.
+ */
+enum { C_IDLE, C_BUSY, C_DONE, C_HANDBACK, C_FAILED, C_STOP };
+
+struct committer {
+	pthread_t th;
+	int started;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	int state;
+	int rc;
+	char err[512];
+};
+
+struct artifs_writer {
+	artifs_store *s;
+	MDB_txn *rtxn;			/* existence checks; renewed per batch */
+	const artifs_cdc_params *cdc;
+	struct batch cur;		/* being filled */
+	struct batch fly;		/* being committed (or handed back) */
+	int fly_live;			/* fly holds objects not yet visible through rtxn */
+	struct committer c;
 	/* the current file */
 	int in_file;
 	uint8_t *fbuf;
@@ -46,8 +77,12 @@ int artifs_writer_new(artifs_writer **out, artifs_store *s)
 	w->s = s;
 	w->cdc = artifs_cdc_default();
 	w->fcap = w->cdc->max_size + ((size_t)8 << 20);
-	w->setcap = 1 << 12;
-	if (!(w->fbuf = malloc(w->fcap)) || !(w->set = calloc(w->setcap, sizeof(*w->set))) ||
+	w->cur.setcap = w->fly.setcap = 1 << 12;
+	pthread_mutex_init(&w->c.mu, NULL);
+	pthread_cond_init(&w->c.cond, NULL);
+	if (!(w->fbuf = malloc(w->fcap)) ||
+	    !(w->cur.set = calloc(w->cur.setcap, sizeof(*w->cur.set))) ||
+	    !(w->fly.set = calloc(w->fly.setcap, sizeof(*w->fly.set))) ||
 	    !(w->fhash = artifs_hasher_new())) {
 		artifs_writer_free(w);
 		return artifs_error(-ENOMEM, "out of memory");
@@ -60,15 +95,26 @@ int artifs_writer_new(artifs_writer **out, artifs_store *s)
 	return 0;
 }
 
+static void batch_release(struct batch *b)
+{
+	artifs_buf_release(&b->arena);
+	free(b->ops);
+	free(b->set);
+}
+
+static void committer_stop(artifs_writer *w);
+
 void artifs_writer_free(artifs_writer *w)
 {
 	if (!w)
 		return;
+	committer_stop(w);	/* waits for a commit in flight */
 	if (w->rtxn)
 		mdb_txn_abort(w->rtxn);
-	artifs_buf_release(&w->arena);
-	free(w->ops);
-	free(w->set);
+	batch_release(&w->cur);
+	batch_release(&w->fly);
+	pthread_mutex_destroy(&w->c.mu);
+	pthread_cond_destroy(&w->c.cond);
 	free(w->fbuf);
 	artifs_hasher_free(w->fhash);
 	free(w->offs);
@@ -105,42 +151,73 @@ static size_t slot_of(const artifs_oid *id, size_t cap)
 	return (size_t)h & (cap - 1);
 }
 
-static int set_grow(artifs_writer *w)
+static int set_grow(struct batch *b)
 {
-	size_t cap = w->setcap * 2;
+	size_t cap = b->setcap * 2;
 	uint32_t *n = calloc(cap, sizeof(*n));
 
 	if (!n)
 		return artifs_error(-ENOMEM, "out of memory");
-	for (size_t i = 0; i < w->nops; i++) {
-		size_t j = slot_of(&w->ops[i].id, cap);
+	for (size_t i = 0; i < b->nops; i++) {
+		size_t j = slot_of(&b->ops[i].id, cap);
 		while (n[j])
 			j = (j + 1) & (cap - 1);
 		n[j] = (uint32_t)i + 1;
 	}
-	free(w->set);
-	w->set = n;
-	w->setcap = cap;
+	free(b->set);
+	b->set = n;
+	b->setcap = cap;
 	return 0;
 }
 
-static int flush(artifs_writer *w, int (*fn)(MDB_txn *, void *), void *ctx)
+static void batch_clear(struct batch *b)
+{
+	b->arena.len = 0;
+	b->nops = 0;
+	memset(b->set, 0, b->setcap * sizeof(*b->set));
+}
+
+static int put_ops(artifs_writer *w, MDB_txn *txn, const struct batch *b)
+{
+	for (size_t i = 0; i < b->nops; i++) {
+		const struct op *o = &b->ops[i];
+		int rc = artifs_store_put(txn, op_dbi(w, o->kind), &o->id, b->arena.ptr + o->off,
+			o->len);
+		if (rc < 0 || rc == MDB_MAP_FULL)
+			return rc;
+	}
+	return 0;
+}
+
+static int renew_rtxn(artifs_writer *w)
+{
+	int r2 = mdb_txn_renew(w->rtxn);
+
+	if (r2 == MDB_MAP_RESIZED) {
+		mdb_env_set_mapsize(w->s->env, 0);
+		r2 = mdb_txn_renew(w->rtxn);
+	}
+	return r2 ? artifs_error_lmdb(r2, "cannot renew read transaction") : 0;
+}
+
+/*
+ * Write batch b (and run fn in the same transaction) with the read
+ * transaction closed, so the map may grow.
+ */
+static int flush_sync(artifs_writer *w, struct batch *b, int (*fn)(MDB_txn *, void *),
+	void *ctx)
 {
 	MDB_txn *txn = NULL;
 	int rc, tries = 0;
 
-	if (!w->nops && !fn)
+	if (!b->nops && !fn)
 		return 0;
 	mdb_txn_reset(w->rtxn);
 retry:
-	if ((rc = artifs_wtxn_begin(w->s, w->arena.len + w->nops * 128 + ((size_t)1 << 20), &txn)))
+	if ((rc = artifs_wtxn_begin(w->s, b->arena.len + b->nops * 128 + ((size_t)1 << 20), &txn)))
 		goto done;
-	for (size_t i = 0; i < w->nops; i++) {
-		struct op *o = &w->ops[i];
-		rc = artifs_store_put(txn, op_dbi(w, o->kind), &o->id, w->arena.ptr + o->off, o->len);
-		if (rc < 0 || rc == MDB_MAP_FULL)
-			goto fail;
-	}
+	if ((rc = put_ops(w, txn, b)))
+		goto fail;
 	if (fn && (rc = fn(txn, ctx)))
 		goto fail;
 	rc = artifs_txn_commit(txn);
@@ -150,16 +227,14 @@ retry:
 	if (rc)
 		goto done;
 	w->st.batches++;
-	w->arena.len = 0;
-	w->nops = 0;
-	memset(w->set, 0, w->setcap * sizeof(*w->set));
+	batch_clear(b);
 	goto done;
 fail:
 	if (txn)
 		mdb_txn_abort(txn);
 	txn = NULL;
 	if (rc == MDB_MAP_FULL && tries++ < 8) {
-		if ((rc = artifs_store_grow(w->s, w->arena.len * 2 + ((size_t)64 << 20))))
+		if ((rc = artifs_store_grow(w->s, b->arena.len * 2 + ((size_t)64 << 20))))
 			goto done;
 		goto retry;
 	}
@@ -167,15 +242,161 @@ fail:
 		rc = artifs_error(-ENOSPC, "the store's map is full and could not grow");
 done:
 	{
-		int r2 = mdb_txn_renew(w->rtxn);
-		if (r2 == MDB_MAP_RESIZED) {
-			mdb_env_set_mapsize(w->s->env, 0);
-			r2 = mdb_txn_renew(w->rtxn);
-		}
+		int r2 = renew_rtxn(w);
 		if (r2 && !rc)
-			rc = artifs_error_lmdb(r2, "cannot renew read transaction");
+			rc = r2;
 	}
 	return rc;
+}
+
+/* The committer thread: writes w->fly without touching the map size. */
+static void *committer_main(void *arg)
+{
+	artifs_writer *w = arg;
+	struct committer *c = &w->c;
+
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		MDB_txn *txn = NULL;
+		size_t mapsize, used, need;
+		int rc;
+
+		while (c->state != C_BUSY && c->state != C_STOP)
+			pthread_cond_wait(&c->cond, &c->mu);
+		if (c->state == C_STOP)
+			break;
+		pthread_mutex_unlock(&c->mu);
+		need = w->fly.arena.len + w->fly.nops * 128 + ((size_t)1 << 20);
+		artifs_store_usage(w->s, &mapsize, &used);
+		if (used + need * 2 > mapsize) {
+			rc = 1;		/* needs a bigger map: hand back */
+		} else {
+			rc = mdb_txn_begin(w->s->env, NULL, 0, &txn);
+			if (rc == MDB_MAP_RESIZED) {
+				rc = 1;	/* another process grew it: hand back */
+			} else if (rc) {
+				rc = artifs_error_lmdb(rc, "cannot begin write transaction");
+			} else if ((rc = put_ops(w, txn, &w->fly))) {
+				mdb_txn_abort(txn);
+				if (rc == MDB_MAP_FULL)
+					rc = 1;
+			} else {
+				rc = artifs_txn_commit(txn);
+				if (rc == MDB_MAP_FULL)
+					rc = 1;
+			}
+		}
+		pthread_mutex_lock(&c->mu);
+		if (c->state == C_STOP)
+			break;
+		if (rc == 1) {
+			c->state = C_HANDBACK;
+		} else if (rc) {
+			c->state = C_FAILED;
+			c->rc = rc;
+			snprintf(c->err, sizeof(c->err), "%s", artifs_error_last());
+		} else {
+			c->state = C_DONE;
+		}
+		pthread_cond_broadcast(&c->cond);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+static void committer_stop(artifs_writer *w)
+{
+	struct committer *c = &w->c;
+
+	if (!c->started)
+		return;
+	pthread_mutex_lock(&c->mu);
+	while (c->state == C_BUSY)
+		pthread_cond_wait(&c->cond, &c->mu);
+	c->state = C_STOP;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->mu);
+	pthread_join(c->th, NULL);
+	c->started = 0;
+}
+
+/*
+ * Wait for the batch in flight; afterwards fly is empty and its objects are
+ * visible through a renewed read transaction (or an error is returned).
+ */
+static int settle(artifs_writer *w)
+{
+	struct committer *c = &w->c;
+	int state, rc = 0;
+
+	if (!w->fly_live)
+		return 0;
+	pthread_mutex_lock(&c->mu);
+	while (c->state == C_BUSY)
+		pthread_cond_wait(&c->cond, &c->mu);
+	state = c->state;
+	c->state = C_IDLE;
+	pthread_mutex_unlock(&c->mu);
+	if (state == C_FAILED) {
+		w->fly_live = 0;
+		batch_clear(&w->fly);
+		return artifs_error(c->rc, "%s", c->err);
+	}
+	if (state == C_HANDBACK) {
+		rc = flush_sync(w, &w->fly, NULL, NULL);	/* renews rtxn */
+	} else {
+		w->st.batches++;
+		mdb_txn_reset(w->rtxn);
+		rc = renew_rtxn(w);
+	}
+	w->fly_live = 0;
+	batch_clear(&w->fly);
+	return rc;
+}
+
+/* cur is full: send it to the committer and start an empty one. */
+static int switch_batch(artifs_writer *w)
+{
+	struct batch t;
+	int rc;
+
+	if ((rc = settle(w)))
+		return rc;
+	if (!w->c.started) {
+		if (pthread_create(&w->c.th, NULL, committer_main, w))
+			return flush_sync(w, &w->cur, NULL, NULL);	/* no thread: as before */
+		w->c.started = 1;
+	}
+	t = w->fly;
+	w->fly = w->cur;
+	w->cur = t;
+	w->fly_live = 1;
+	pthread_mutex_lock(&w->c.mu);
+	w->c.state = C_BUSY;
+	pthread_cond_broadcast(&w->c.cond);
+	pthread_mutex_unlock(&w->c.mu);
+	return 0;
+}
+
+static int flush(artifs_writer *w, int (*fn)(MDB_txn *, void *), void *ctx)
+{
+	int rc = settle(w);
+
+	return rc ? rc : flush_sync(w, &w->cur, fn, ctx);
+}
+
+static int batch_find(const struct batch *b, int kind, const artifs_oid *id, const void *data,
+	size_t len)
+{
+	for (size_t j = slot_of(id, b->setcap); b->set[j]; j = (j + 1) & (b->setcap - 1)) {
+		const struct op *o = &b->ops[b->set[j] - 1];
+		if (o->kind == kind && !artifs_oid_cmp(&o->id, id)) {
+			if (o->len == len && !memcmp(b->arena.ptr + o->off, data, len))
+				return 1;
+			return artifs_error(ARTIFS_ECOLLISION, "two different objects hash to the same id");
+		}
+	}
+	return 0;
 }
 
 /*
@@ -185,6 +406,7 @@ done:
 static int queue(artifs_writer *w, int kind, const artifs_oid *id, const void *data, size_t len)
 {
 	MDB_val k = { 16, (void *)id->id }, v;
+	struct batch *b;
 	size_t j;
 	int rc;
 
@@ -204,35 +426,32 @@ static int queue(artifs_writer *w, int kind, const artifs_oid *id, const void *d
 	} else if (rc != MDB_NOTFOUND) {
 		return artifs_error_lmdb(rc, "cannot look up object");
 	}
-	for (j = slot_of(id, w->setcap); w->set[j]; j = (j + 1) & (w->setcap - 1)) {
-		struct op *o = &w->ops[w->set[j] - 1];
-		if (o->kind == kind && !artifs_oid_cmp(&o->id, id)) {
-			if (o->len == len && !memcmp(w->arena.ptr + o->off, data, len))
-				return 1;
-			return artifs_error(ARTIFS_ECOLLISION, "two different objects hash to the same id");
-		}
-	}
-	if (w->arena.len + len > ARTIFS_WRITER_BATCH && w->nops) {
-		if ((rc = flush(w, NULL, NULL)))
+	/* the batch being filled, then the one being committed (not yet in rtxn's view) */
+	if ((rc = batch_find(&w->cur, kind, id, data, len)))
+		return rc;
+	if (w->fly_live && (rc = batch_find(&w->fly, kind, id, data, len)))
+		return rc;
+	if (w->cur.arena.len + len > ARTIFS_WRITER_BATCH && w->cur.nops) {
+		if ((rc = switch_batch(w)))
 			return rc;
-		j = slot_of(id, w->setcap);
 	}
-	if (w->nops == w->capops) {
-		size_t cap = w->capops ? w->capops * 2 : 1024;
-		void *p = realloc(w->ops, cap * sizeof(*w->ops));
+	b = &w->cur;
+	if (b->nops == b->capops) {
+		size_t cap = b->capops ? b->capops * 2 : 1024;
+		void *p = realloc(b->ops, cap * sizeof(*b->ops));
 		if (!p)
 			return artifs_error(-ENOMEM, "out of memory");
-		w->ops = p;
-		w->capops = cap;
+		b->ops = p;
+		b->capops = cap;
 	}
-	if ((rc = artifs_buf_put(&w->arena, data, len)))
+	if ((rc = artifs_buf_put(&b->arena, data, len)))
 		return rc;
-	w->ops[w->nops] = (struct op){ *id, w->arena.len - len, len, kind };
-	while (w->set[j])
-		j = (j + 1) & (w->setcap - 1);
-	w->set[j] = (uint32_t)++w->nops;
-	if (w->nops * 2 > w->setcap)
-		return set_grow(w);
+	b->ops[b->nops] = (struct op){ *id, b->arena.len - len, len, kind };
+	for (j = slot_of(id, b->setcap); b->set[j]; j = (j + 1) & (b->setcap - 1))
+		;
+	b->set[j] = (uint32_t)++b->nops;
+	if (b->nops * 2 > b->setcap)
+		return set_grow(b);
 	return 0;
 }
 
