@@ -445,15 +445,37 @@ static void op_readlink_body(fuse_req_t req, fuse_ino_t ino)
 	MDB_txn *txn;
 	int rc;
 
+	int fetched = 0;
+
 	if (n->kind != FS_LINK) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+again:
+	len = 0;
 	if ((rc = fs_txn_begin(fs, &txn))) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	if (!(rc = fs_blob_load(fs, txn, &n->id, &b))) {
+	if (!(rc = fs_blob_load(fs, txn, &n->id, &b)) && fs->lazy && !fetched) {
+		for (uint32_t i = 0; i < b.nchunks; i++) {
+			artifs_oid cid;
+			artifs_blob_chunk_id(&b, i, &cid);
+			if (!artifs_chunk_has(fs->store, txn, &cid)) {
+				/* a mount of a remote: the target's bytes are fetched like a file's */
+				fs_txn_end(fs, txn);
+				fetched = 1;
+				if ((rc = fs_lazy_fetch(fs, &n->id, NULL, 0, PATH_MAX))) {
+					fs_log(LOG_ERR, "cannot read link '%s': %s", n->name,
+						artifs_error_last());
+					fuse_reply_err(req, EIO);
+					return;
+				}
+				goto again;
+			}
+		}
+	}
+	if (!rc) {
 		if (b.size > PATH_MAX)
 			rc = artifs_error(ARTIFS_ECORRUPT, "link target of %llu bytes",
 				(unsigned long long)b.size);

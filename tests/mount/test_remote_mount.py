@@ -53,6 +53,7 @@ def make_source(root):
                 f.write(block)
                 h.update(block)
         files[p.name] = h.hexdigest()
+    os.symlink("small/0/f000.bin", root / "link")
     return files
 
 
@@ -91,7 +92,8 @@ def test_lazy_mount_reads_and_survives_remote_loss(artifs_bin, tmp_path, env, mo
     m = mounter(b.store, args=["--remote", "origin", "--cache-size", "32M"])
     root = m.path / REPO / "v1"
     # directories come from the fetched trees
-    assert sorted(os.listdir(root)) == ["large0.bin", "large1.bin", "small"]
+    assert sorted(os.listdir(root)) == ["large0.bin", "large1.bin", "link", "small"]
+    assert os.readlink(root / "link") == "small/0/f000.bin"   # link targets are fetched too
     assert sorted(os.listdir(root / "small" / "0")) == [f"f{i:03d}.bin" for i in range(10)]
     assert os.stat(root / "large1.bin").st_size == 20 * MiB
     # nothing local: the store b has no repository of its own
