@@ -797,8 +797,12 @@ static void kill_after_batch(const artifs_progress *p, void *ctx)
 static void test_killed_midway(void **state)
 {
 	test_env *env = *state;
-	/* enough 17 MiB files for a full batch and 32 MiB more after it */
-	const size_t len = 17u << 20, nbig = (ARTIFS_WRITER_BATCH + (32u << 20)) / len + 1;
+	/*
+	 * Enough 17 MiB files for two full batches and 32 MiB more: the first
+	 * batch is committed in the background and is certainly in the store
+	 * once the second one is handed over, with files still to come.
+	 */
+	const size_t len = 17u << 20, nbig = (2 * ARTIFS_WRITER_BATCH + (32u << 20)) / len + 1;
 	artifs_snapshot_stats st;
 	artifs_oid c0, c1, head, root;
 	artifs_commit *c = NULL;
