@@ -267,3 +267,38 @@ def test_damaged_pack_is_refused(artifs_bin, tmp_path, env):
     assert b"does not match its id" in p.stderr
     assert b.run("repos").stdout == b""
     b.run("fsck")
+
+
+def test_interrupted_pull_resumes(artifs_bin, tmp_path, env, remote):
+    """Kill a clone after some chunks were stored; pulling again fetches only the rest."""
+    url, extra, kind = remote
+    a = store(artifs_bin, tmp_path, env, "a", extra).init()
+    a.create(REPO)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(10):
+        write_random(src / f"part{i:02d}.bin", 300 + i, 16 * MiB)
+    head = a.commit(REPO, src, "big")
+    a.run("remote", "add", "origin", url)
+    a.run("push", "origin")
+    b = store(artifs_bin, tmp_path, env, "b", extra)
+    proc = subprocess.Popen([b.bin, "clone", url, str(b.store), "-j", "1"], env=b.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # chunks reach the store in transactions of 64 MiB: wait for the first
+    deadline = time.time() + 120
+    data = b.store / "data.mdb"
+    while time.time() < deadline and proc.poll() is None:
+        if data.exists() and data.stat().st_size > 70 * MiB:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the clone ended before it could be interrupted"
+    # the killed clone moved no ref, and the store is sound
+    assert b.run("repos").stdout == b""
+    b.run("fsck")
+    p = b.run("pull", "origin")
+    m = re.search(rb"fetched \d+ objects \(([\d.]+) MiB\)", p.stderr)
+    assert m and float(m.group(1)) < 160 - 50, p.stderr
+    assert b.head(REPO) == head
+    same_version(a, f"{REPO}@main", b, f"{REPO}@main", tmp_path, "pulled")
