@@ -518,6 +518,15 @@ int cli_mount_remote(artifs_mount_opts *mo, artifs_mount_lazy *lz, const char *s
 			goto out;
 	}
 	r.sync.records_only = 1;
+	/*
+	 * A reader waits on the remote inside a FUSE request: give up sooner
+	 * than the CLI does (10 s without progress, 3 retries) unless the
+	 * ARTIFS_S3_* variables say otherwise.
+	 */
+	if (!getenv("ARTIFS_S3_TIMEOUT"))
+		r.ropts.timeout_s = 10;
+	if (!getenv("ARTIFS_S3_MAX_RETRIES"))
+		r.ropts.max_retries = 3;
 	free(r.cache);
 	if (!(r.cache = artifs_strfmt("%s/remotes/%s", *cache_dir, name))) {
 		rc = -ENOMEM;

@@ -210,7 +210,8 @@ static const cli_cmd commands[] = {
 	  "fetched as they are read (with read-ahead), verified, and kept in\n"
 	  "STORE/remotes/NAME/cache up to --cache-size (default 10G; the least\n"
 	  "recently read go first).  What is cached is served when the remote is gone;\n"
-	  "a read that needs the remote then fails with EIO after bounded retries.\n" },
+	  "a read that needs the remote then fails with EIO after bounded retries\n"
+	  "(10 s without progress, 3 retries; ARTIFS_S3_TIMEOUT, ARTIFS_S3_MAX_RETRIES).\n" },
 	{ "umount", cmd_umount, "MOUNTPOINT", "unmount an artifs mount",
 	  "Unmounts with fusermount3 -u; the daemon exits by itself.\n" },
 };
