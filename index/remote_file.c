@@ -37,6 +37,18 @@ static int sys_error(int err, const char *what, const char *path)
 	return artifs_error(-err, "cannot %s '%s': %s", what, path, strerror(err));
 }
 
+/* Open an object for reading: the fd, or ARTIFS_ENOTFOUND naming the key. */
+static int open_key(artifs_remote *r, const char *key, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0)
+		return fd;
+	return errno == ENOENT
+		? artifs_error(ARTIFS_ENOTFOUND, "'%s' not found on remote '%s'", key, r->url)
+		: sys_error(errno, "open", path);
+}
+
 static int file_get(artifs_remote *r, const char *key, artifs_buf *out)
 {
 	char *path = key_path(r, key);
@@ -45,13 +57,9 @@ static int file_get(artifs_remote *r, const char *key, artifs_buf *out)
 
 	if (!path)
 		return -ENOMEM;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		rc = errno == ENOENT
-			? artifs_error(ARTIFS_ENOTFOUND, "'%s' not found on remote '%s'", key, r->url)
-			: sys_error(errno, "open", path);
+	if ((fd = open_key(r, key, path)) < 0) {
 		free(path);
-		return rc;
+		return fd;
 	}
 	if (fstat(fd, &st) < 0) {
 		rc = sys_error(errno, "stat", path);
@@ -85,13 +93,9 @@ static int file_get_range(artifs_remote *r, const char *key, uint64_t off, size_
 
 	if (!path)
 		return -ENOMEM;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		rc = errno == ENOENT
-			? artifs_error(ARTIFS_ENOTFOUND, "'%s' not found on remote '%s'", key, r->url)
-			: sys_error(errno, "open", path);
+	if ((fd = open_key(r, key, path)) < 0) {
 		free(path);
-		return rc;
+		return fd;
 	}
 	while (got < len) {
 		ssize_t n = pread(fd, (char *)dst + got, len - got, (off_t)(off + got));

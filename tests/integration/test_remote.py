@@ -208,22 +208,27 @@ def remote_files(url, kind, prefix):
     return None
 
 
-def test_interrupted_push_resumes(artifs_bin, tmp_path, env, remote):
-    """Kill a push after its first packs landed; the rerun sends only the rest."""
-    url, extra, kind = remote
+def big_repo(artifs_bin, tmp_path, env, extra, url, nfiles, seed):
+    """Store 'a' with one commit of nfiles x 16 MiB random files and remote 'origin'."""
     a = store(artifs_bin, tmp_path, env, "a", extra).init()
     a.create(REPO)
     src = tmp_path / "src"
     src.mkdir()
-    for i in range(12):
-        write_random(src / f"part{i:02d}.bin", 100 + i, 16 * MiB)
+    for i in range(nfiles):
+        write_random(src / f"part{i:02d}.bin", seed + i, 16 * MiB)
     head = a.commit(REPO, src, "big")
     a.run("remote", "add", "origin", url)
+    return a, head
+
+
+def test_interrupted_push_resumes(artifs_bin, tmp_path, env, remote):
+    """Kill a push after its first packs landed; the rerun sends only the rest."""
+    url, extra, kind = remote
+    a, head = big_repo(artifs_bin, tmp_path, env, extra, url, 12, 100)
     cmd = [a.bin, "--store", str(a.store), "push", "origin", "-j", "1"]
     proc = subprocess.Popen(cmd, env=a.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # wait for two finished packs (an index is written after its pack)
     deadline = time.time() + 120
-    listing = [a.bin, "--store", str(a.store)]
     done = 0
     while time.time() < deadline and proc.poll() is None:
         if kind == "file":
@@ -272,14 +277,7 @@ def test_damaged_pack_is_refused(artifs_bin, tmp_path, env):
 def test_interrupted_pull_resumes(artifs_bin, tmp_path, env, remote):
     """Kill a clone after some chunks were stored; pulling again fetches only the rest."""
     url, extra, kind = remote
-    a = store(artifs_bin, tmp_path, env, "a", extra).init()
-    a.create(REPO)
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(10):
-        write_random(src / f"part{i:02d}.bin", 300 + i, 16 * MiB)
-    head = a.commit(REPO, src, "big")
-    a.run("remote", "add", "origin", url)
+    a, head = big_repo(artifs_bin, tmp_path, env, extra, url, 10, 300)
     a.run("push", "origin")
     b = store(artifs_bin, tmp_path, env, "b", extra)
     proc = subprocess.Popen([b.bin, "clone", url, str(b.store), "-j", "1"], env=b.env,
