@@ -22,7 +22,15 @@ and the daemon's peak RSS.  Needs root (drop_caches, FUSE).  Prints a
 markdown table; ratios are artifs / native for rates, native / artifs for
 times, so > 1 means artifs is faster.
 
+The same cases also run against fuse_ceiling.c, a FUSE file system with the
+same tree serving its bytes from one buffer in memory and mounted with the
+same options: what the kernel's FUSE path allows any daemon on this machine.
+A second table puts artifs against it, which separates artifs's own cost
+from the kernel's (order-0 page-cache pages, a copy into them) and the
+machine's.
+
 usage: mount_bench.py --artifs build/cli/artifs [--quick] [--repeat N] [--workdir DIR] [--keep]
+                      [--ceiling PATH | --no-ceiling]
 """
 
 import argparse
@@ -130,6 +138,50 @@ class Mount:
         self.proc = None
 
 
+class Ceiling:
+    """fuse_ceiling mounted on its own mount point."""
+
+    def __init__(self, binary, mp, large_bytes, nsmall, small_bytes):
+        self.binary, self.mp = binary, mp
+        self.argv = [binary, mp, str(large_bytes), str(nsmall), str(small_bytes), "2048"]
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL)
+        t0 = time.monotonic()
+        while not mounted(self.mp):
+            if self.proc.poll() is not None or time.monotonic() - t0 > 20:
+                raise RuntimeError("fuse_ceiling did not mount")
+            time.sleep(0.01)
+
+    def stop(self):
+        if not self.proc:
+            return
+        subprocess.run(["fusermount3", "-u", self.mp], check=False)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            subprocess.run(["fusermount3", "-uz", self.mp], check=False)
+        self.proc = None
+
+
+def build_ceiling(work):
+    """Compile fuse_ceiling.c next to this script; None (and why) if it cannot be."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuse_ceiling.c")
+    out = os.path.join(work, "fuse_ceiling")
+    try:
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], check=True,
+                               capture_output=True, text=True).stdout.split()
+        subprocess.run(["cc", "-O2", "-o", out, src] + flags, check=True,
+                       capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        log("fuse_ceiling not built: %s" % getattr(e, "stderr", e))
+        return None
+    return out
+
+
 def read_file(path, buf):
     n = 0
     fd = os.open(path, os.O_RDONLY)
@@ -228,6 +280,8 @@ def main():
     ap.add_argument("--seed", type=int, default=20261128)
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per case and state; the best is reported (default 3)")
+    ap.add_argument("--ceiling", help="a built fuse_ceiling (default: compile fuse_ceiling.c)")
+    ap.add_argument("--no-ceiling", action="store_true", help="skip the FUSE ceiling")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("mount_bench.py: needs root (drop_caches)")
@@ -240,7 +294,14 @@ def main():
     os.makedirs(mp, exist_ok=True)
     artifs = os.path.abspath(args.artifs)
     m = Mount(artifs, store, mp, logfile)
+    ceil = None
     try:
+        if not args.no_ceiling:
+            binary = os.path.abspath(args.ceiling) if args.ceiling else build_ceiling(work)
+            if binary:
+                cmp_ = os.path.join(work, "ceiling")
+                os.makedirs(cmp_, exist_ok=True)
+                ceil = Ceiling(binary, cmp_, large_mib << 20, nsmall, 100 << 10)
         log("generating %d MiB file and %d files of 100 KiB ..." % (large_mib, nsmall))
         shutil.rmtree(data, ignore_errors=True)
         shutil.rmtree(store, ignore_errors=True)
@@ -268,7 +329,7 @@ def main():
 
         # first read through a fresh daemon, store pages in memory; then warm
         for c in CASES:
-            first, warm, nat = [], [], []
+            first, warm, nat, cfirst, cwarm = [], [], [], [], []
             for _ in range(reps):
                 m.start()
                 first.append(run_case(c, mroot, files))
@@ -277,17 +338,30 @@ def main():
                 m.stop()
                 nat.append(run_case(c, data, files))
                 nat.append(run_case(c, data, files))
+                if ceil:
+                    ceil.start()
+                    cfirst.append(run_case(c, ceil.mp, files))
+                    cwarm.append(run_case(c, ceil.mp, files))
+                    cwarm.append(run_case(c, ceil.mp, files))
+                    ceil.stop()
             keep(c, "artifs", "first", first)
             keep(c, "artifs", "warm", warm)
             keep(c, "native", "warm", nat)
+            if ceil:
+                keep(c, "ceiling", "first", cfirst)
+                keep(c, "ceiling", "warm", cwarm)
             log("%s: first %s, warm %s, native warm %s" % (
                 c, fmt(res[(c, "artifs", "first")], UNITS[c]),
                 fmt(res[(c, "artifs", "warm")], UNITS[c]),
                 fmt(res[(c, "native", "warm")], UNITS[c])))
+            if ceil:
+                log("%s: ceiling first %s, warm %s" % (
+                    c, fmt(res[(c, "ceiling", "first")], UNITS[c]),
+                    fmt(res[(c, "ceiling", "warm")], UNITS[c])))
 
         # cold: caches dropped and the daemon started afresh before each run
         for c in CASES:
-            cold, nat = [], []
+            cold, nat, ccold = [], [], []
             for _ in range(reps):
                 drop_caches()
                 nat.append(run_case(c, data, files))
@@ -295,11 +369,20 @@ def main():
                 m.start()
                 cold.append(run_case(c, mroot, files))
                 m.stop()
+                if ceil:
+                    drop_caches()
+                    ceil.start()
+                    ccold.append(run_case(c, ceil.mp, files))
+                    ceil.stop()
             keep(c, "native", "cold", nat)
             keep(c, "artifs", "cold", cold)
+            if ceil:
+                keep(c, "ceiling", "cold", ccold)
             log("%s: cold %s, native cold %s" % (
                 c, fmt(res[(c, "artifs", "cold")], UNITS[c]),
                 fmt(res[(c, "native", "cold")], UNITS[c])))
+            if ceil:
+                log("%s: ceiling cold %s" % (c, fmt(res[(c, "ceiling", "cold")], UNITS[c])))
 
         print()
         print("Data: one %d MiB file; %d files of 100 KiB in 100 directories; %d cores; "
@@ -316,6 +399,21 @@ def main():
             print("| %s | %s | %s | %s | %.2fx | %s | %s | %s | %.2fx |" % (
                 c, u, fmt(nc, u), fmt(ac, u), ratio(c, ac, nc), fmt(af, u),
                 fmt(nw, u), fmt(aw, u), ratio(c, aw, nw)))
+        if ceil:
+            print()
+            print("Against the FUSE ceiling (fuse_ceiling.c: the same tree served from memory, "
+                  "mounted the same way; % = artifs / ceiling):")
+            print()
+            print("| case | unit | ceiling cold | artifs cold | % | ceiling first | artifs first | % "
+                  "| ceiling warm | artifs warm | % |")
+            print("|---|---|---|---|---|---|---|---|---|---|---|")
+            for c in CASES:
+                u = UNITS[c]
+                cells = []
+                for state in ("cold", "first", "warm"):
+                    cv, av = res[(c, "ceiling", state)], res[(c, "artifs", state)]
+                    cells += [fmt(cv, u), fmt(av, u), "%.0f%%" % (100 * ratio(c, av, cv))]
+                print("| %s | %s | %s |" % (c, u, " | ".join(cells)))
         print()
         print("Spread (worst-best over the runs; this machine varies by up to 20%):")
         print()
@@ -323,7 +421,10 @@ def main():
             u = UNITS[c]
             cells = []
             for who, state in (("native", "cold"), ("artifs", "cold"), ("artifs", "first"),
-                               ("native", "warm"), ("artifs", "warm")):
+                               ("native", "warm"), ("artifs", "warm"), ("ceiling", "cold"),
+                               ("ceiling", "first"), ("ceiling", "warm")):
+                if (c, who, state) not in runs:
+                    continue
                 v = runs[(c, who, state)]
                 lo, hi = (max(v), min(v)) if c == "find" else (min(v), max(v))
                 cells.append("%s %s %s-%s" % (who, state, fmt(lo, u), fmt(hi, u)))
@@ -333,6 +434,8 @@ def main():
               "the store's mapped page-cache pages" % (m.peak_anon_kib / 1024.0, m.peak_kib / 1024.0))
     finally:
         m.stop()
+        if ceil:
+            ceil.stop()
         if not args.keep and not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
 
