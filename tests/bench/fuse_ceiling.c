@@ -2,12 +2,13 @@
  * fuse_ceiling.c - the fastest a FUSE file system can be on this kernel.
  *
  * A read-only libfuse low-level file system with the tree mount_bench.py
- * builds (large.bin; small/dNNN/fNNNNNN.bin), whose bytes come from one
+ * builds, at the depth artifs serves it (datasets/bench/main/large.bin,
+ * datasets/bench/main/small/dNNN/fNNNNNN.bin), whose bytes come from one
  * buffer in memory: no store, no look-ups, no hashing.  It is mounted the
- * way artifs mounts (1 MiB reads, keep_cache and no-open, infinite
- * timeouts, the same read-ahead on the bdi, a multithreaded loop), so what
- * it reaches is what the kernel's FUSE path allows any daemon, and the gap
- * between it and artifs is artifs's own cost.
+ * way artifs mounts (1 MiB reads, keep_cache and no-open, readdirplus,
+ * infinite timeouts, the same read-ahead on the bdi, a multithreaded
+ * loop), so what it reaches is what the kernel's FUSE path allows any
+ * daemon, and the gap between it and artifs is artifs's own cost.
  *
  * usage: fuse_ceiling MOUNTPOINT LARGE_BYTES NSMALL SMALL_BYTES [READAHEAD_KB]
  *        (stays in the foreground; unmount with fusermount3 -u)
@@ -28,7 +29,11 @@
 #define BUF (2u << 20)			/* replies are windows into this */
 #define FOREVER (365.0 * 86400.0)
 
-enum { INO_ROOT = 1, INO_LARGE = 2, INO_SMALL = 3, INO_DIR0 = 4, INO_FILE0 = 1000 };
+/* The tree under MOUNT/datasets/bench/main, as deep as artifs's paths. */
+enum {
+	INO_ROOT = 1, INO_DATASETS, INO_BENCH, INO_MAIN, INO_LARGE, INO_SMALL,
+	INO_DIR0 = 8, INO_FILE0 = 1000
+};
 
 static uint64_t large_bytes, small_bytes;
 static uint32_t nsmall;
@@ -36,12 +41,18 @@ static unsigned int readahead_kb = 2048;
 static const char *mountpoint;
 static unsigned char *data;
 
+static int is_dir(fuse_ino_t ino)
+{
+	return (ino >= INO_ROOT && ino <= INO_MAIN) || ino == INO_SMALL ||
+		(ino >= INO_DIR0 && ino < INO_DIR0 + NDIRS);
+}
+
 static int ino_stat(fuse_ino_t ino, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
 	st->st_nlink = 1;
-	if (ino == INO_ROOT || ino == INO_SMALL || (ino >= INO_DIR0 && ino < INO_DIR0 + NDIRS)) {
+	if (is_dir(ino)) {
 		st->st_mode = S_IFDIR | 0555;
 		st->st_nlink = 2;
 		return 0;
@@ -59,18 +70,47 @@ static int ino_stat(fuse_ino_t ino, struct stat *st)
 	return -1;
 }
 
-static void reply_entry(fuse_req_t req, fuse_ino_t ino)
+/* Child k of directory ino, sorted by name: its name and inode; 0 past the end. */
+static fuse_ino_t child(fuse_ino_t ino, uint32_t k, char *name, size_t size)
 {
-	struct fuse_entry_param e;
+	static const char *const fixed[] = { [INO_ROOT] = "datasets", [INO_DATASETS] = "bench",
+		[INO_BENCH] = "main" };
 
-	memset(&e, 0, sizeof(e));
-	if (ino_stat(ino, &e.attr)) {
-		fuse_reply_err(req, ENOENT);
-		return;
+	if (ino >= INO_ROOT && ino <= INO_BENCH) {
+		if (k)
+			return 0;
+		snprintf(name, size, "%s", fixed[ino]);
+		return ino + 1;
 	}
-	e.ino = ino;
-	e.attr_timeout = e.entry_timeout = FOREVER;
-	fuse_reply_entry(req, &e);
+	if (ino == INO_MAIN) {
+		if (k > 1)
+			return 0;
+		snprintf(name, size, "%s", k ? "small" : "large.bin");
+		return k ? INO_SMALL : INO_LARGE;
+	}
+	if (ino == INO_SMALL) {
+		if (k >= NDIRS)
+			return 0;
+		snprintf(name, size, "d%03u", k);
+		return INO_DIR0 + k;
+	}
+	if (ino >= INO_DIR0 && ino < INO_DIR0 + NDIRS) {
+		uint64_t i = (uint64_t)(ino - INO_DIR0) + (uint64_t)k * NDIRS;
+
+		if (i >= nsmall)
+			return 0;
+		snprintf(name, size, "f%06u.bin", (unsigned int)i);
+		return INO_FILE0 + i;
+	}
+	return 0;
+}
+
+static void fill_entry(fuse_ino_t ino, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	ino_stat(ino, &e->attr);
+	e->ino = ino;
+	e->attr_timeout = e->entry_timeout = FOREVER;
 }
 
 static void raise_readahead(void);
@@ -78,24 +118,36 @@ static void raise_readahead(void);
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	static int ra_done;
+	struct fuse_entry_param e;
+	fuse_ino_t ino = 0;
 	unsigned int d, i;
 	char tail;
 
 	/* the kernel sets read-ahead from INIT: raise it at the first request after */
 	if (!__atomic_exchange_n(&ra_done, 1, __ATOMIC_ACQ_REL))
 		raise_readahead();
-
-	if (parent == INO_ROOT && !strcmp(name, "large.bin"))
-		return reply_entry(req, INO_LARGE);
-	if (parent == INO_ROOT && !strcmp(name, "small"))
-		return reply_entry(req, INO_SMALL);
-	if (parent == INO_SMALL && sscanf(name, "d%3u%c", &d, &tail) == 1 && d < NDIRS)
-		return reply_entry(req, INO_DIR0 + d);
-	if (parent >= INO_DIR0 && parent < INO_DIR0 + NDIRS &&
+	if (parent == INO_ROOT && !strcmp(name, "datasets"))
+		ino = INO_DATASETS;
+	else if (parent == INO_DATASETS && !strcmp(name, "bench"))
+		ino = INO_BENCH;
+	else if (parent == INO_BENCH && !strcmp(name, "main"))
+		ino = INO_MAIN;
+	else if (parent == INO_MAIN && !strcmp(name, "large.bin"))
+		ino = INO_LARGE;
+	else if (parent == INO_MAIN && !strcmp(name, "small"))
+		ino = INO_SMALL;
+	else if (parent == INO_SMALL && sscanf(name, "d%3u%c", &d, &tail) == 1 && d < NDIRS)
+		ino = INO_DIR0 + d;
+	else if (parent >= INO_DIR0 && parent < INO_DIR0 + NDIRS &&
 	    sscanf(name, "f%6u.bi%c", &i, &tail) == 2 && tail == 'n' && i < nsmall &&
 	    i % NDIRS == parent - INO_DIR0)
-		return reply_entry(req, INO_FILE0 + i);
-	fuse_reply_err(req, ENOENT);
+		ino = INO_FILE0 + i;
+	if (!ino) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	fill_entry(ino, &e);
+	fuse_reply_entry(req, &e);
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -136,56 +188,46 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_iov(req, &iov, 1);
 }
 
-static void add_dirent(fuse_req_t req, char *buf, size_t size, size_t *used, off_t *idx,
-	off_t from, const char *name, fuse_ino_t ino)
+/* readdir and readdirplus (as artifs: entries come with their attributes). */
+static void list(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus)
 {
-	struct stat st;
-	size_t n;
+	char *buf = malloc(size), name[32];
+	size_t used = 0;
 
-	if ((*idx)++ < from || *used >= size)
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
 		return;
-	ino_stat(ino, &st);
-	n = fuse_add_direntry(req, buf + *used, size - *used, name, &st, *idx);
-	if (n <= size - *used)
-		*used += n;
-	else
-		*used = size;		/* full: stop here */
+	}
+	for (uint32_t k = (uint32_t)off;; k++) {
+		struct fuse_entry_param e;
+		fuse_ino_t c = child(ino, k, name, sizeof(name));
+		size_t n;
+
+		if (!c)
+			break;
+		fill_entry(c, &e);
+		n = plus ? fuse_add_direntry_plus(req, buf + used, size - used, name, &e, k + 1)
+			: fuse_add_direntry(req, buf + used, size - used, name, &e.attr, k + 1);
+		if (n > size - used)
+			break;		/* full: the kernel asks again from k */
+		used += n;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fuse_file_info *fi)
 {
-	char *buf = malloc(size), name[32];
-	size_t used = 0, last = 0;
-	off_t idx = 0;
-
 	(void)fi;
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-#define ADD(nm, in) do { last = used; add_dirent(req, buf, size, &used, &idx, off, nm, in); \
-	if (used == size) { used = last; goto out; } } while (0)
-	ADD(".", ino);
-	ADD("..", ino == INO_ROOT ? INO_ROOT : INO_ROOT);
-	if (ino == INO_ROOT) {
-		ADD("large.bin", INO_LARGE);
-		ADD("small", INO_SMALL);
-	} else if (ino == INO_SMALL) {
-		for (unsigned int d = 0; d < NDIRS; d++) {
-			snprintf(name, sizeof(name), "d%03u", d);
-			ADD(name, INO_DIR0 + d);
-		}
-	} else if (ino >= INO_DIR0 && ino < INO_DIR0 + NDIRS) {
-		for (uint32_t i = (uint32_t)(ino - INO_DIR0); i < nsmall; i += NDIRS) {
-			snprintf(name, sizeof(name), "f%06u.bin", i);
-			ADD(name, INO_FILE0 + i);
-		}
-	}
-#undef ADD
-out:
-	fuse_reply_buf(req, buf, used);
-	free(buf);
+	list(req, ino, size, off, 0);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	struct fuse_file_info *fi)
+{
+	(void)fi;
+	list(req, ino, size, off, 1);
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -202,6 +244,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.open = op_open,
 	.read = op_read,
 	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
 };
 
 /*

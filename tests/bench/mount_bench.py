@@ -143,6 +143,7 @@ class Ceiling:
 
     def __init__(self, binary, mp, large_bytes, nsmall, small_bytes):
         self.binary, self.mp = binary, mp
+        self.root = os.path.join(mp, "datasets", "bench", "main")   # as deep as artifs
         self.argv = [binary, mp, str(large_bytes), str(nsmall), str(small_bytes), "2048"]
         self.proc = None
 
@@ -340,9 +341,9 @@ def main():
                 nat.append(run_case(c, data, files))
                 if ceil:
                     ceil.start()
-                    cfirst.append(run_case(c, ceil.mp, files))
-                    cwarm.append(run_case(c, ceil.mp, files))
-                    cwarm.append(run_case(c, ceil.mp, files))
+                    cfirst.append(run_case(c, ceil.root, files))
+                    cwarm.append(run_case(c, ceil.root, files))
+                    cwarm.append(run_case(c, ceil.root, files))
                     ceil.stop()
             keep(c, "artifs", "first", first)
             keep(c, "artifs", "warm", warm)
@@ -372,7 +373,7 @@ def main():
                 if ceil:
                     drop_caches()
                     ceil.start()
-                    ccold.append(run_case(c, ceil.mp, files))
+                    ccold.append(run_case(c, ceil.root, files))
                     ceil.stop()
             keep(c, "native", "cold", nat)
             keep(c, "artifs", "cold", cold)
