@@ -5,10 +5,11 @@
  * builds, at the depth artifs serves it (datasets/bench/main/large.bin,
  * datasets/bench/main/small/dNNN/fNNNNNN.bin), whose bytes come from one
  * buffer in memory: no store, no look-ups, no hashing.  It is mounted the
- * way artifs mounts (1 MiB reads, keep_cache and no-open, readdirplus,
- * infinite timeouts, the same read-ahead on the bdi, a multithreaded
- * loop), so what it reaches is what the kernel's FUSE path allows any
- * daemon, and the gap between it and artifs is artifs's own cost.
+ * way artifs mounts (1 MiB reads, no-open and no-opendir so the kernel
+ * keeps its page and listing caches, readdirplus, infinite timeouts, the
+ * same read-ahead on the bdi, a multithreaded loop), so what it reaches is
+ * what the kernel's FUSE path allows any daemon, and the gap between it
+ * and artifs is artifs's own cost.
  *
  * usage: fuse_ceiling MOUNTPOINT LARGE_BYTES NSMALL SMALL_BYTES [READAHEAD_KB]
  *        (stays in the foreground; unmount with fusermount3 -u)
@@ -188,6 +189,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_iov(req, &iov, 1);
 }
 
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, ENOSYS);	/* no-opendir: the kernel caches listings */
+}
+
 /* readdir and readdirplus (as artifs: entries come with their attributes). */
 static void list(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus)
 {
@@ -243,6 +251,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.getattr = op_getattr,
 	.open = op_open,
 	.read = op_read,
+	.opendir = op_opendir,
 	.readdir = op_readdir,
 	.readdirplus = op_readdirplus,
 };
