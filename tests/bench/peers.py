@@ -724,6 +724,13 @@ def report(R):
                 "" if t == "artifs" else fratio(rt),
                 fnum(x["bytes"], "MiB"), "" if t == "artifs" else fratio(rb),
                 fnum(x["rss"], "MiB"), x["load"], ("ingest >= %gx: %s" % (g, mark(rt, g))) if g else ""))
+        fl = R.get("floor", {}).get(case)
+        if fl:
+            w("")
+            w("The disk's pace, measured just before: `cp -a` of the same files and a `sync` took "
+              "%s s (%s MB/s); artifs took %s that time." % (
+                  fnum(fl, "s"), fnum(nbytes / fl / 1e6, "MB/s"),
+                  fratio(a["time"] / fl) if a else "-"))
         if a:
             w("")
             w("artifs: `du --json` stored_bytes %s MiB of %s MiB logical; data.mdb %s MiB." % (
@@ -1194,7 +1201,25 @@ def main():
             os.sync()
 
         labels = {}  # (tool, case): the last version ingested (the one mounted in case 5)
+        R.setdefault("floor", {})
         for case, src in (("small", small), ("large", large)):
+            # the disk's floor: the same bytes copied and synced, timed like an ingest
+            def floor(case=case, src=src):
+                dst = ctx.repo("copy", case)
+                shutil.rmtree(dst, ignore_errors=True)
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                prewarm(src)
+                os.sync()
+                t0 = time.perf_counter()
+                ctx.run(["cp", "-a", src, dst], name="copy-%s" % case)
+                os.sync()
+                dt = time.perf_counter() - t0
+                shutil.rmtree(dst, ignore_errors=True)
+                return dt
+            f = attempt("copy %s" % case, floor)
+            if f:
+                R["floor"][case] = f
+                log("copy %s: %.2f s" % (case, f))
             for t in INGEST_TOOLS:
                 def one(t=t, case=case, src=src):
                     tool_init(ctx, t, case, src)
