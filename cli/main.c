@@ -203,7 +203,7 @@ static const cli_cmd commands[] = {
 	  "/usr/sbin), or from /etc/fstab:\n"
 	  "  /srv/artifs  /mnt/artifs  fuse.artifs  defaults,_netdev  0 0\n"
 	  "  --readahead-kb N  read-ahead of the mount (default 2048)\n"
-	  "  --threads N       idle worker threads kept (default 4)\n"
+	  "  --threads N       idle worker threads kept (default 16)\n"
 	  "--remote NAME serves the repositories and refs of remote NAME (see 'artifs\n"
 	  "remote') with nothing local: refs and directory records are fetched at\n"
 	  "mount and re-read every --refresh SECONDS (default 30); file chunks are\n"

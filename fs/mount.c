@@ -23,6 +23,14 @@
 
 #define DEFAULT_POLL_MS 200
 #define DEFAULT_READAHEAD_KB 2048	/* 2 MiB: two 1 MiB requests in flight; measured best on 2 cores */
+/*
+ * Idle worker threads libfuse keeps.  With 4, a burst of small-file
+ * requests made it start and end threads all the time; with 16, the first
+ * read of 50,000 files of 100 KiB went from 11,200-12,900 to 16,100-21,300
+ * files/s and the daemon's CPU from 3.6-4.1 s to 2.5-3.6 s (32: no
+ * better; RssAnon ~15 MiB either way).
+ */
+#define DEFAULT_IDLE_THREADS 16
 
 /* ---- logging ------------------------------------------------------------ */
 
@@ -310,7 +318,7 @@ int artifs_mount(const artifs_mount_opts *o)
 		goto done;
 	}
 	fuse_loop_cfg_set_clone_fd(cfg, 1);
-	fuse_loop_cfg_set_idle_threads(cfg, o->threads ? o->threads : 4);
+	fuse_loop_cfg_set_idle_threads(cfg, o->threads ? o->threads : DEFAULT_IDLE_THREADS);
 	fuse_loop_cfg_set_max_threads(cfg, 64);
 	rc = fuse_session_loop_mt(fs.se, cfg);
 	/* libfuse returns the signal that ended the loop: SIGTERM and co. are a normal stop */
