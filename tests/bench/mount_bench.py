@@ -85,6 +85,26 @@ def mounted(mp):
     return False
 
 
+def wait_mounted(proc, mp, what):
+    """Wait until mp is a mount point; fail if proc exits or 20 s pass."""
+    t0 = time.monotonic()
+    while not mounted(mp):
+        if proc.poll() is not None or time.monotonic() - t0 > 20:
+            raise RuntimeError("%s did not mount" % what)
+        time.sleep(0.01)
+
+
+def unmount(proc, mp):
+    """Unmount mp and reap its daemon, killing it (and lazily unmounting) after 20 s."""
+    subprocess.run(["fusermount3", "-u", mp], check=False)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        subprocess.run(["fusermount3", "-uz", mp], check=False)
+
+
 class Mount:
     def __init__(self, artifs, store, mp, logfile):
         self.artifs, self.store, self.mp, self.logfile = artifs, store, mp, logfile
@@ -98,11 +118,7 @@ class Mount:
             [self.artifs, "--store", self.store, "mount", self.mp, "--foreground",
              "--log", self.logfile],
             stdin=subprocess.DEVNULL)
-        t0 = time.monotonic()
-        while not mounted(self.mp):
-            if self.proc.poll() is not None or time.monotonic() - t0 > 20:
-                raise RuntimeError("mount did not come up (see %s)" % self.logfile)
-            time.sleep(0.01)
+        wait_mounted(self.proc, self.mp, "artifs (see %s)" % self.logfile)
         self._stop_sampling = threading.Event()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
@@ -128,13 +144,7 @@ class Mount:
         self._sampler.join()
         self.peak_kib = max(self.peak_kib, self._status("VmHWM:"))
         self.peak_anon_kib = max(self.peak_anon_kib, self._status("RssAnon:"))
-        subprocess.run(["fusermount3", "-u", self.mp], check=False)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            subprocess.run(["fusermount3", "-uz", self.mp], check=False)
+        unmount(self.proc, self.mp)
         self.proc = None
 
 
@@ -149,22 +159,11 @@ class Ceiling:
 
     def start(self):
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL)
-        t0 = time.monotonic()
-        while not mounted(self.mp):
-            if self.proc.poll() is not None or time.monotonic() - t0 > 20:
-                raise RuntimeError("fuse_ceiling did not mount")
-            time.sleep(0.01)
+        wait_mounted(self.proc, self.mp, "fuse_ceiling")
 
     def stop(self):
-        if not self.proc:
-            return
-        subprocess.run(["fusermount3", "-u", self.mp], check=False)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            subprocess.run(["fusermount3", "-uz", self.mp], check=False)
+        if self.proc:
+            unmount(self.proc, self.mp)
         self.proc = None
 
 
