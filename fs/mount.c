@@ -309,6 +309,8 @@ int artifs_mount(const artifs_mount_opts *o)
 	if (artifs_pins_open(&fs.pins, s))
 		fs_log(LOG_WARNING, "versions served are not pinned against gc: %s", artifs_error_last());
 	fs_guard_install();
+	if (fs_stage_start(&fs))
+		fs_log(LOG_WARNING, "cold chunks through the page cache: out of memory");
 	if (fs_prefetch_start(&fs))
 		fs_log(LOG_WARNING, "no directory prefetch: out of memory");
 	fs_log(LOG_INFO, "serving store '%s' on '%s'", store_real, real);
@@ -345,6 +347,7 @@ done:
 	if (fs.se)
 		fuse_session_destroy(fs.se);	/* calls destroy: stops the poller */
 	fs_prefetch_stop(&fs);
+	fs_stage_stop(&fs);
 	fs_lazy_stop(&fs);
 	fs_txn_release_thread();	/* the other threads' went with them */
 	if (inited) {

@@ -580,12 +580,12 @@ static void read_ahead(artifs_fs *fs, MDB_txn *txn, fs_node *n, const artifs_blo
 			continue;
 		}
 		if (hi)
-			fs_prefetch_range(fs, lo, hi - lo);
+			fs_prefetch_range(fs, lo, hi - lo, 0);
 		lo = a;
 		hi = e;
 	}
 	if (hi)
-		fs_prefetch_range(fs, lo, hi - lo);
+		fs_prefetch_range(fs, lo, hi - lo, 0);
 }
 
 static void op_read_body(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -598,7 +598,10 @@ static void op_read_body(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	artifs_blob_view b;
 	MDB_txn *txn;
 	uint64_t pos = (uint64_t)off, end;
-	int rc, cold = 0, fetches = 0;
+	struct { int slot; size_t len; } pins[IOV_STACK];	/* staging buffers replied from */
+	size_t npin = 0;
+	int rc, cold = 0, fetches = 0, slot;
+	const uint8_t *staged;
 
 	(void)fi;
 	if (n->kind != FS_FILE) {
@@ -639,6 +642,8 @@ again:
 			if (!artifs_chunk_has(fs->store, txn, &cid)) {
 				/* a mount of a remote: fetch, then serve from the cache */
 				fs_txn_end(fs, txn);
+				while (npin)
+					fs_stage_put(fs, pins[--npin].slot, 0);
 				niov = 0;
 				pos = (uint64_t)off;
 				if (fetches++ >= 16 || (rc = fs_lazy_fetch(fs, &n->id, &n->dir, coff, end))) {
@@ -652,10 +657,38 @@ again:
 			fs_lazy_touch(fs, &cid);
 		}
 		verify = !fs_verified(fs, &cid);
-		if (verify) {
+		if ((rc = artifs_blob_chunk(&d, &dl, fs->store, txn, &b, i, 0)))
+			goto fail;
+		staged = NULL;
+		slot = -1;
+		if (fs->stage && n->size <= FS_STAGE_FILE_MAX && npin < IOV_STACK) {
+			int missed = 0;
+
+			staged = fs_stage_get(fs, d, dl, &slot, &missed);
+			if (missed) {
+				__atomic_add_fetch(&fs->n_cold_fetches, 1, __ATOMIC_RELAXED);
+				if (!cold++ && n->size <= (8u << 20)) {
+					fs_prefetch_dir(fs, &n->dir);
+					prefetch_next_dirs(fs, txn, n->parent);
+				}
+			}
+			if (staged) {
+				artifs_oid got;
+
+				/* staged bytes are checked every time: the buffer may be older than the chunk */
+				artifs_oid_hash(&got, staged, dl);
+				if (artifs_oid_cmp(&got, &cid)) {
+					fs_stage_put(fs, slot, SIZE_MAX);
+					staged = NULL;
+				} else {
+					d = staged;
+					if (verify)
+						fs_set_verified(fs, &cid);
+				}
+			}
+		}
+		if (!staged && verify) {
 			/* first touch of this chunk: pull it in whole, then check it */
-			if ((rc = artifs_blob_chunk(&d, &dl, fs->store, txn, &b, i, 0)))
-				goto fail;
 			if (!fs_resident(d) || !fs_resident(d + dl - 1)) {
 				fs_fetch(fs, d, dl);	/* one read, not a fault per page */
 				__atomic_add_fetch(&fs->n_cold_fetches, 1, __ATOMIC_RELAXED);
@@ -665,13 +698,11 @@ again:
 					prefetch_next_dirs(fs, txn, n->parent);
 				}
 			}
-		}
-		if (verify)
 			fs_populate(d, dl);	/* measured: ~5% on a first read */
-		if ((rc = artifs_blob_chunk(&d, &dl, fs->store, txn, &b, i, verify)))
-			goto fail;
-		if (verify)
+			if ((rc = artifs_blob_chunk(&d, &dl, fs->store, txn, &b, i, 1)))
+				goto fail;
 			fs_set_verified(fs, &cid);
+		}
 		if (niov == cap) {
 			struct iovec *nv = malloc(2 * cap * sizeof(*nv));
 
@@ -689,6 +720,10 @@ again:
 		iov[niov].iov_base = (void *)(d + (pos - coff));
 		iov[niov].iov_len = take;
 		niov++;
+		if (staged) {
+			pins[npin].slot = slot;
+			pins[npin++].len = take;
+		}
 		pos += take;
 	}
 	if (n->size > (4u << 20))	/* smaller ones come with their directory */
@@ -704,6 +739,8 @@ again:
 			fs_lazy_ahead(fs, &n->id, artifs_blob_chunk_off(&b, k));
 	}
 	fuse_reply_iov(req, iov, (int)niov);
+	for (size_t k = 0; k < npin; k++)
+		fs_stage_put(fs, pins[k].slot, pins[k].len);
 	fs_txn_end(fs, txn);
 	if (iov != stack)
 		free(iov);
@@ -711,6 +748,8 @@ again:
 fail:
 	fs_txn_end(fs, txn);
 fail_notxn:
+	for (size_t k = 0; k < npin; k++)
+		fs_stage_put(fs, pins[k].slot, 0);
 	if (iov != stack)
 		free(iov);
 	/*

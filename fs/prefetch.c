@@ -55,6 +55,7 @@ struct pf_job {
 	artifs_oid tree;		/* JOB_DIR: part `part` of PF_WORKERS */
 	uint32_t part;
 	uint64_t off, len;		/* JOB_RANGE: in data.mdb; JOB_INDEX: id bytes [off, len) */
+	uint64_t want;			/* JOB_RANGE: chunk bytes in it, to stage; 0: to sink */
 };
 
 struct artifs_prefetch {
@@ -159,7 +160,7 @@ static void enqueue(artifs_prefetch *pf, const struct pf_job *j)
 	pthread_cond_signal(&pf->cond);
 }
 
-void fs_prefetch_range(artifs_fs *fs, uint64_t off, uint64_t len)
+void fs_prefetch_range(artifs_fs *fs, uint64_t off, uint64_t len, uint64_t want)
 {
 	artifs_prefetch *pf = fs->prefetch;
 	struct pf_job j;
@@ -169,6 +170,14 @@ void fs_prefetch_range(artifs_fs *fs, uint64_t off, uint64_t len)
 	memset(&j, 0, sizeof(j));
 	j.kind = JOB_RANGE;
 	pthread_mutex_lock(&pf->lock);
+	if (want && fs->stage && len <= FS_STAGE_SLOT) {
+		j.off = off;
+		j.len = len;
+		j.want = want;
+		enqueue(pf, &j);
+		pthread_mutex_unlock(&pf->lock);
+		return;
+	}
 	/* in pieces, so several workers read in parallel */
 	for (uint64_t o = off; o < off + len; o += PF_PIECE) {
 		j.off = o;
@@ -212,21 +221,61 @@ void fs_prefetch_dir(artifs_fs *fs, const artifs_oid *tree)
 	pthread_mutex_unlock(&pf->lock);
 }
 
+/* Bring data.mdb's [lo, hi) in: into a staging buffer when it holds `want` chunk bytes. */
+static void pull(artifs_prefetch *pf, int fd, uint64_t lo, uint64_t hi, uint64_t want)
+{
+	if (want && pf->fs->stage && hi - lo <= FS_STAGE_SLOT)
+		fs_stage_load(pf->fs, lo, hi, want);
+	else
+		sink(pf->null_fd, fd, lo, hi - lo);
+}
+
+/*
+ * A run of a directory's chunks, map [d0, d1): skipped when it is in memory
+ * already or its last chunk has been served (the readers are past it).
+ */
+static void pull_run(artifs_prefetch *pf, int fd, uint64_t lo, uint64_t hi, uint64_t want,
+	const uint8_t *d0, const uint8_t *d1, const artifs_oid *last_id)
+{
+	if (fs_resident(d0) && fs_resident(d1 - 1))
+		return;
+	if (pf->fs->stage && fs_verified(pf->fs, last_id))
+		return;
+	pull(pf, fd, lo, hi, want);
+}
+
 /* Fetch the chunks of the small files in slice `part` of a directory. */
 static void run_dir(artifs_prefetch *pf, int fd, const struct pf_job *j)
 {
 	artifs_fs *fs = pf->fs;
 	artifs_tree_view tv;
 	MDB_txn *txn;
-	uint64_t asked = 0, budget = PF_DIR_BUDGET / PF_WORKERS, lo = 0, hi = 0;
+	uint64_t asked = 0, budget = PF_DIR_BUDGET / PF_WORKERS, lo = 0, hi = 0, want = 0;
+	uint64_t cap = fs->stage ? FS_STAGE_SLOT : PF_PIECE, run = 0;
+	const uint8_t *d0 = NULL, *d1 = NULL;	/* first chunk of the run, end of the last */
+	artifs_oid last_id;			/* the run's last chunk */
 	uint32_t first, last;
+	int whole = 1;		/* only chunks of their own pages in [lo, hi): stage it */
 
 	if (fs_txn_begin(fs, &txn))
 		return;
 	if (artifs_tree_load(&tv, fs->store, txn, &j->tree))
 		goto done;
-	first = (uint32_t)((uint64_t)tv.count * j->part / PF_WORKERS);
-	last = (uint32_t)((uint64_t)tv.count * (j->part + 1) / PF_WORKERS);
+	if (fs->stage) {
+		/*
+		 * Staging buffers are few: fill them in the order files are
+		 * read.  Every worker walks the whole directory and takes every
+		 * PF_WORKERS-th run of chunks, so together they move through it
+		 * front to back, several reads in flight.
+		 */
+		first = 0;
+		last = tv.count;
+		budget = PF_DIR_BUDGET;
+	} else {
+		/* one contiguous slice per worker: few, large reads into the page cache */
+		first = (uint32_t)((uint64_t)tv.count * j->part / PF_WORKERS);
+		last = (uint32_t)((uint64_t)tv.count * (j->part + 1) / PF_WORKERS);
+	}
 	for (uint32_t i = first; i < last && asked < budget; i++) {
 		artifs_tree_entry te;
 		artifs_blob_view b;
@@ -245,24 +294,35 @@ static void run_dir(artifs_prefetch *pf, int fd, const struct pf_job *j)
 
 			if (artifs_blob_chunk(&d, &dl, fs->store, txn, &b, c, 0))
 				break;
-			if (fs_resident(d) && fs_resident(d + dl - 1))
+			/* staging: runs must come out the same in every worker, so look later */
+			if (!fs->stage && fs_resident(d) && fs_resident(d + dl - 1))
 				continue;
 			a = fs_map_off(fs, d) & ~(uint64_t)4095;
 			e = fs_map_off(fs, d) + dl;
 			asked += dl;
-			if (hi && a >= lo && a <= hi + PF_GAP && e - lo <= PF_PIECE) {
-				if (e > hi)
+			if (hi && a >= lo && a <= hi + PF_GAP && e - lo <= cap) {
+				if (e > hi) {
 					hi = e;
+					want += dl;
+					d1 = d + dl;
+					artifs_blob_chunk_id(&b, c, &last_id);
+				}
+				whole &= fs_stage_whole(d, dl);
 				continue;
 			}
-			if (hi)
-				sink(pf->null_fd, fd, lo, hi - lo);
+			if (hi && (!fs->stage || run++ % PF_WORKERS == j->part))
+				pull_run(pf, fd, lo, hi, whole ? want : 0, d0, d1, &last_id);
 			lo = a;
 			hi = e;
+			want = dl;
+			d0 = d;
+			d1 = d + dl;
+			artifs_blob_chunk_id(&b, c, &last_id);
+			whole = fs_stage_whole(d, dl);
 		}
 	}
-	if (hi)
-		sink(pf->null_fd, fd, lo, hi - lo);
+	if (hi && (!fs->stage || run % PF_WORKERS == j->part))
+		pull_run(pf, fd, lo, hi, whole ? want : 0, d0, d1, &last_id);
 done:
 	fs_txn_end(fs, txn);
 }
@@ -321,7 +381,7 @@ static void *worker(void *arg)
 		pf->n--;
 		pthread_mutex_unlock(&pf->lock);
 		if (j.kind == JOB_RANGE)
-			sink(pf->null_fd, fd, j.off, j.len);
+			pull(pf, fd, j.off, j.off + j.len, j.want);
 		else if (j.kind == JOB_INDEX)
 			run_index(pf, fd, &j);
 		else

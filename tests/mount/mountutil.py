@@ -224,6 +224,24 @@ def unmount_and_reap(m):
     return problems
 
 
+def evict(path):
+    """Write path's dirty pages out and drop its pages from the page cache, as if
+    the machine had just started: the next read of it goes to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def staged_chunks(log_text):
+    """Chunks the daemon served from its staging buffers (logged at unmount); None if
+    it logged no such line."""
+    found = re.findall(r"staging: (\d+) chunks served from buffers", log_text)
+    return int(found[-1]) if found else None
+
+
 def run(cmd, rc=0, timeout=300, **kw):
     """Run an ordinary tool; assert its exit status; bytes out."""
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -21,7 +21,9 @@ copy's data.mdb, then:
 
 Rounds:
 
-* `payload`: 1-3 flips inside chunk payloads; the strict checks above.
+* `payload`: 1-3 flips inside chunk payloads; the strict checks above.  Its
+  cold rounds drop the copy's pages from the page cache before mounting, so
+  the daemon reads chunks past it into staging buffers (fs/stage.c).
 * `anywhere`: offsets uniform over the whole file (about 98% of it is
   payload, so mostly the payload checks again, plus whatever else is hit).
 * `outside`: offsets outside every payload extent (B-tree pages, overflow
@@ -58,13 +60,14 @@ from pathlib import Path
 
 import pytest
 
-from mountutil import (Artifs, Mount, is_artifs_mount, make_env, sanitizer_reports,
-                       wait_for)
+from mountutil import (Artifs, Mount, evict, is_artifs_mount, make_env, sanitizer_reports,
+                       staged_chunks, unmount_and_reap, wait_for)
 
 KiB, MiB = 1 << 10, 1 << 20
 REPO = "datasets/corrupt"
 PAGE = 4096
 SEEDS_PAYLOAD = list(range(1, 9))
+SEEDS_PAYLOAD_COLD = list(range(11, 15))
 SEEDS_ANYWHERE = list(range(101, 113))
 SEEDS_OUTSIDE = list(range(201, 213))
 # more B-tree rounds to measure the risk: ARTIFS_CORRUPTION_BTREE_ROUNDS=500
@@ -442,7 +445,7 @@ def describe(kind, seed, flips, b):
                         f"{' (chunk payload)' if in_payload(b, o) else ''}" for o, a, n in flips))
 
 
-def corrupt_round(kind, seed, b, artifs_bin, tmp_path, env, mounter):
+def corrupt_round(kind, seed, b, artifs_bin, tmp_path, env, mounter, cold=False):
     rnd = random.Random(seed)
     store = tmp_path / "copy"
     shutil.copytree(b.a.store, store)
@@ -525,6 +528,8 @@ def corrupt_round(kind, seed, b, artifs_bin, tmp_path, env, mounter):
         print(f"[{kind} seed {seed}] mount part skipped under AddressSanitizer")
         assert not problems, "\n".join(problems)
         return
+    if cold:
+        evict(mdb)      # fsck read it all: read past the page cache again (fs/stage.c)
     m, refused = try_mount(mounter, artifs_bin, env, store, tmp_path)
     stats = None
     if refused is not None:
@@ -556,6 +561,12 @@ def corrupt_round(kind, seed, b, artifs_bin, tmp_path, env, mounter):
                 names = {os.path.basename(p) for _, p in b.users[data]}
                 if not any(n in log for n in names):
                     problems.append(f"daemon log names none of {sorted(names)} (damaged): {log[-800:]!r}")
+    if cold and refused is None and m.proc.poll() is None:
+        problems += unmount_and_reap(m)
+        n = staged_chunks(m.log_text())
+        if n is None and "no O_DIRECT" not in m.log_text():
+            problems.append(f"a cold mount served no chunk from staging buffers: {m.log_text()[-800:]!r}")
+        stats = f"{stats}; {n} chunks staged"
     print(f"{head}\n  damaged files: {[where_of(c, p) for c, p in damaged_files]}\n"
           f"  fsck: exit {rc} in {secs:.2f} s, {len(faults) if faults is not None else '-'} faults\n"
           f"  mount: {stats}")
@@ -584,6 +595,12 @@ def test_store_layout(base):
 @pytest.mark.parametrize("seed", SEEDS_PAYLOAD)
 def test_flip_in_payload(seed, base, artifs_bin, tmp_path, env, mounter):
     corrupt_round("payload", seed, base, artifs_bin, tmp_path, env, mounter)
+
+
+@pytest.mark.parametrize("seed", SEEDS_PAYLOAD_COLD)
+def test_flip_in_payload_cold(seed, base, artifs_bin, tmp_path, env, mounter):
+    """As test_flip_in_payload, with the store's pages dropped before mounting."""
+    corrupt_round("payload", seed, base, artifs_bin, tmp_path, env, mounter, cold=True)
 
 
 @pytest.mark.parametrize("seed", SEEDS_ANYWHERE)

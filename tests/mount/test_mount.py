@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 import mountcheck
-from mountutil import (Artifs, Mount, daemon_pids, errno_of, is_artifs_mount, make_env, pid_running,
-                       mount_entry, run, sanitizer_reports, wait_for)
+from mountutil import (Artifs, Mount, daemon_pids, errno_of, evict, is_artifs_mount, make_env,
+                       pid_running, mount_entry, run, sanitizer_reports, staged_chunks,
+                       unmount_and_reap, wait_for)
 
 MiB = 1 << 20
 HERE = Path(__file__).resolve().parent
@@ -698,7 +699,10 @@ def test_store_grows_while_mounted(store, mounter, tmp_path):
     assert old.read_bytes() == small
 
 
-def test_damaged_chunk_is_eio(store, mounter, tmp_path):
+@pytest.mark.parametrize("cold", [False, True], ids=["in-memory", "cold"])
+def test_damaged_chunk_is_eio(store, mounter, tmp_path, cold):
+    """cold: the store's pages are dropped first, so the damaged chunk is read
+    past the page cache into a staging buffer (fs/stage.c), not through the map."""
     rnd = random.Random(77)
     src = tmp_path / "src"
     victim = rnd.randbytes(MiB)             # random: unique in the store
@@ -727,6 +731,8 @@ def test_damaged_chunk_is_eio(store, mounter, tmp_path):
             f.write(bytes([data[pos + 32] ^ 0x5A]))
     del data
     assert store.run("fsck", rc=3).returncode == 3
+    if cold:
+        evict(dbf)
 
     m = mounter(store.store)
     v = m.path / "datasets/c/main"
@@ -773,6 +779,73 @@ def test_damaged_chunk_is_eio(store, mounter, tmp_path):
         os.close(fd)
     after = sum("victim.bin" in x for x in m.log_text().splitlines())
     assert after - before <= 2, (before, after)
+    if cold:
+        assert not unmount_and_reap(m)
+        n = staged_chunks(m.log_text())
+        assert n is not None or "no O_DIRECT" in m.log_text(), m.log_text()[-2000:]
+        assert n is None or n >= 1, m.log_text()[-2000:]     # good.bin at least
+
+
+def test_cold_reads_are_staged(store, mounter, tmp_path):
+    """
+    Cold small files are read past the page cache into staging buffers, ahead of
+    the readers (fs/stage.c).  Many readers at once (threads and processes, in
+    and out of order) get exactly the committed bytes, and the daemon says it
+    served them from the buffers.
+    """
+    rnd = random.Random(5)
+    src = tmp_path / "src"
+    want = {}
+    for i in range(1200):
+        size = rnd.choice([0, 1, 100, 3000, 5000, 40_000, 100_000, 300_000, 700_000])
+        rel = f"d{i % 12:02d}/f{i:05d}.bin"
+        data = rnd.randbytes(size)
+        put(src, rel, data)
+        want[rel] = data
+    # the same bytes under two names, and a file bigger than a staging buffer
+    put(src, "d00/dup.bin", want["d00/f00012.bin"])
+    want["d00/dup.bin"] = want["d00/f00012.bin"]
+    want["big/big.bin"] = rnd.randbytes(3 * MiB + 123)
+    put(src, "big/big.bin", want["big/big.bin"])
+    store.create("dataset", "cold")
+    store.commit("datasets/cold", src, "v")
+    evict(store.store / "data.mdb")
+    m = mounter(store.store)
+    root = m.path / "datasets/cold/main"
+    names = sorted(want)
+    errors = []
+
+    def reader(part):
+        try:
+            for rel in part:
+                got = (root / rel).read_bytes()
+                if got != want[rel]:
+                    errors.append(f"{rel}: wrong bytes ({len(got)} read, {len(want[rel])} committed)")
+        except OSError as e:
+            errors.append(f"{e.filename}: {e}")
+
+    parts = [names[k::3] for k in range(3)] + [list(reversed(names))]
+    threads = [threading.Thread(target=reader, args=(p,)) for p in parts]
+    procs = [subprocess.Popen(["cat"] + [str(root / rel) for rel in names[k::2]],
+                              stdout=subprocess.PIPE) for k in range(2)]
+    for t in threads:
+        t.start()
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    for t in threads:
+        t.join(300)
+    assert not errors, errors[:10]
+    for k, out in enumerate(outs):
+        assert procs[k].returncode == 0
+        assert out == b"".join(want[rel] for rel in names[k::2])
+    assert not unmount_and_reap(m)
+    log = m.log_text()
+    n = staged_chunks(log)
+    if "no O_DIRECT" in log:
+        print("this file system has no O_DIRECT: the page-cache path was checked instead")
+        assert n is None
+    else:
+        assert n is not None and n >= 500, log[-2000:]
+        print(f"{n} chunks served from staging buffers")
 
 
 # ---- 7. errors and stopping -------------------------------------------------------------------

@@ -1,0 +1,269 @@
+/*
+ * stage.c - cold chunks read past the page cache into reused buffers.
+ *
+ * A chunk served through the mount lands in the kernel's page cache of the
+ * mounted file; read from data.mdb through the map, it first lands in the
+ * page cache of data.mdb as well.  Cold, that is every byte allocated and
+ * filled twice, and on a first read nobody touches the second copy again
+ * (the mount's own cache answers the next read).  Dropping it afterwards
+ * (madvise + fadvise) costs TLB shootdowns and page-cache churn of its own.
+ *
+ * So a chunk that is not in memory is read with O_DIRECT into one of a
+ * fixed set of staging buffers, verified there and replied from there; the
+ * buffers are allocated once and reused, so they are never fresh memory.
+ * The prefetch workers fill them ahead of the readers (backpressure: a
+ * worker waits for a free buffer), a reader waits for a buffer being
+ * filled with its chunk, and a reader whose chunk nobody staged reads it
+ * into a buffer itself.  A buffer is free again once every chunk it was
+ * filled for has been served, or when it is the oldest unused one and a
+ * buffer is needed.
+ *
+ * Chunks in memory already (a store just written, or warm) are served from
+ * the map as before; so is everything when data.mdb cannot be opened with
+ * O_DIRECT.  Staged bytes are always hashed before they are served, and a
+ * mismatch falls back to the map, so a buffer filled from pages that have
+ * since been reused can cost a retry, never wrong bytes.
+ */
+#include "fs_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STALE_MS 1000
+
+static int64_t now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+enum { SLOT_FREE, SLOT_LOADING, SLOT_READY };
+
+struct slot {
+	int state;
+	int pins;			/* readers replying from it */
+	uint64_t lo, hi;		/* data.mdb bytes held: [lo, hi) */
+	uint64_t want, used;		/* chunk bytes it was filled for, served so far */
+	uint64_t tick;			/* when filled: the oldest unused goes first */
+	int64_t filled_ms;
+	uint8_t *buf;			/* FS_STAGE_SLOT bytes, page-aligned; NULL until first use */
+};
+
+struct artifs_stage {
+	int fd;				/* data.mdb, O_DIRECT */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* a slot became ready or free */
+	uint64_t tick;
+	struct slot slots[FS_STAGE_SLOTS];
+	uint64_t n_hits, n_loads, n_waits, n_evicted, n_fallbacks;
+};
+
+int fs_stage_start(artifs_fs *fs)
+{
+	artifs_stage *st;
+	char *path = NULL;
+	int fd;
+
+	if (fs->lazy || getenv("ARTIFS_NO_STAGE"))
+		return 0;	/* a remote's cache is written by this daemon: keep to the map */
+	if (asprintf(&path, "%s/data.mdb", artifs_store_path(fs->store)) < 0)
+		return -ENOMEM;
+	fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	free(path);
+	if (fd < 0) {
+		fs_log(LOG_INFO, "cold chunks through the page cache: no O_DIRECT here (%s)",
+			strerror(errno));
+		return 0;
+	}
+	if (!(st = calloc(1, sizeof(*st)))) {
+		close(fd);
+		return -ENOMEM;
+	}
+	st->fd = fd;
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_cond_init(&st->cond, NULL);
+	fs->stage = st;
+	return 0;
+}
+
+void fs_stage_stop(artifs_fs *fs)
+{
+	artifs_stage *st = fs->stage;
+
+	if (!st)
+		return;
+	fs_log(LOG_DEBUG, "staging: %llu chunks served from buffers, %llu buffers filled, "
+		"%llu waits, %llu evicted unused, %llu fallbacks to the map",
+		(unsigned long long)st->n_hits, (unsigned long long)st->n_loads,
+		(unsigned long long)st->n_waits, (unsigned long long)st->n_evicted,
+		(unsigned long long)st->n_fallbacks);
+	for (int i = 0; i < FS_STAGE_SLOTS; i++)
+		free(st->slots[i].buf);
+	close(st->fd);
+	pthread_mutex_destroy(&st->lock);
+	pthread_cond_destroy(&st->cond);
+	free(st);
+	fs->stage = NULL;
+}
+
+/* The slot holding [lo, hi) of data.mdb, loading or ready; -1 if none.  Under the lock. */
+static int find(artifs_stage *st, uint64_t lo, uint64_t hi)
+{
+	for (int i = 0; i < FS_STAGE_SLOTS; i++) {
+		const struct slot *s = &st->slots[i];
+
+		if (s->state != SLOT_FREE && s->lo <= lo && hi <= s->hi)
+			return i;
+	}
+	return -1;
+}
+
+/*
+ * A slot to fill: a free one, or else (evict) the ready one unused longest
+ * with no reader in it.  -1 if none.  Under the lock.
+ */
+static int claim(artifs_stage *st, int evict)
+{
+	int best = -1;
+
+	for (int i = 0; i < FS_STAGE_SLOTS; i++) {
+		const struct slot *s = &st->slots[i];
+
+		if (s->state == SLOT_FREE)
+			return i;
+		if (evict && s->state == SLOT_READY && !s->pins &&
+		    (best < 0 || s->tick < st->slots[best].tick))
+			best = i;
+	}
+	if (best >= 0)
+		st->n_evicted++;
+	return best;
+}
+
+/* Fill slot i with [lo, hi): the lock is dropped for the read. */
+static int fill(artifs_stage *st, int i, uint64_t lo, uint64_t hi, uint64_t want)
+{
+	struct slot *s = &st->slots[i];
+	size_t len = (size_t)((hi - lo + 4095) & ~(uint64_t)4095);
+	ssize_t k = -1;
+
+	s->state = SLOT_LOADING;
+	s->lo = lo;
+	s->hi = hi;
+	s->want = want;
+	s->used = 0;
+	s->pins = 0;
+	pthread_mutex_unlock(&st->lock);
+	if (!s->buf && posix_memalign((void **)&s->buf, 4096, FS_STAGE_SLOT))
+		s->buf = NULL;
+	if (s->buf)
+		k = pread(st->fd, s->buf, len, (off_t)lo);
+	pthread_mutex_lock(&st->lock);
+	if (k < 0 || (uint64_t)k < hi - lo) {
+		s->state = SLOT_FREE;	/* readers fall back to the map */
+		pthread_cond_broadcast(&st->cond);
+		return -1;
+	}
+	s->state = SLOT_READY;
+	s->tick = ++st->tick;
+	s->filled_ms = now_ms();
+	st->n_loads++;
+	pthread_cond_broadcast(&st->cond);
+	return 0;
+}
+
+void fs_stage_load(artifs_fs *fs, uint64_t lo, uint64_t hi, uint64_t want)
+{
+	artifs_stage *st = fs->stage;
+	int i = -1;
+
+	if (!st || hi <= lo || hi - lo > FS_STAGE_SLOT || (lo & 4095))
+		return;
+	pthread_mutex_lock(&st->lock);
+	/*
+	 * Wait for a free buffer: the readers free them as they go.  One that
+	 * has gone unused for STALE_MS was staged for a reader that went
+	 * elsewhere: take it.
+	 */
+	while (find(st, lo, hi) < 0 && (i = claim(st, 0)) < 0) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 50 * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		if (pthread_cond_timedwait(&st->cond, &st->lock, &until) == ETIMEDOUT &&
+		    (i = claim(st, 1)) >= 0) {
+			if (now_ms() - st->slots[i].filled_ms >= STALE_MS)
+				break;
+			st->n_evicted--;	/* not stale: keep waiting */
+			i = -1;
+		}
+	}
+	if (i >= 0 && find(st, lo, hi) < 0)
+		fill(st, i, lo, hi, want);
+	pthread_mutex_unlock(&st->lock);
+}
+
+const uint8_t *fs_stage_get(artifs_fs *fs, const uint8_t *d, size_t dl, int *slot, int *missed)
+{
+	artifs_stage *st = fs->stage;
+	uint64_t off;
+	int i;
+
+	*slot = -1;
+	*missed = 0;
+	if (!st || !fs_stage_whole(d, dl) || (fs_resident(d) && fs_resident(d + dl - 1)))
+		return NULL;	/* in memory already (or not a chunk of its own): the map is cheaper */
+	off = fs_map_off(fs, d);
+	pthread_mutex_lock(&st->lock);
+	for (;;) {
+		if ((i = find(st, off, off + dl)) >= 0) {
+			if (st->slots[i].state == SLOT_READY)
+				break;
+			st->n_waits++;
+			pthread_cond_wait(&st->cond, &st->lock);
+			continue;
+		}
+		if ((i = claim(st, 1)) < 0 || (*missed = 1, fill(st, i, off & ~(uint64_t)4095, off + dl, dl))) {
+			st->n_fallbacks++;
+			pthread_mutex_unlock(&st->lock);
+			return NULL;
+		}
+		break;
+	}
+	st->slots[i].pins++;
+	st->n_hits++;
+	pthread_mutex_unlock(&st->lock);
+	*slot = i;
+	return st->slots[i].buf + (off - st->slots[i].lo);
+}
+
+void fs_stage_put(artifs_fs *fs, int slot, size_t served)
+{
+	artifs_stage *st = fs->stage;
+	struct slot *s;
+
+	if (!st || slot < 0)
+		return;
+	s = &st->slots[slot];
+	pthread_mutex_lock(&st->lock);
+	s->pins--;
+	s->used = served == SIZE_MAX ? s->want : s->used + served;
+	if (!s->pins && s->used >= s->want) {
+		s->state = SLOT_FREE;
+		pthread_cond_broadcast(&st->cond);
+	}
+	pthread_mutex_unlock(&st->lock);
+}
