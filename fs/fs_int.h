@@ -241,20 +241,19 @@ void fs_find_map(artifs_fs *fs);
 uint64_t fs_map_off(artifs_fs *fs, const void *p);
 /* Read map range [p, p+len) into memory now, in big reads. */
 void fs_fetch(artifs_fs *fs, const void *p, size_t len);
-/*
- * Queue data.mdb range [off, off+len) for the workers; `want` chunk bytes
- * of it (chunks on pages of their own only) are to be staged, 0: not.
- */
-void fs_prefetch_range(artifs_fs *fs, uint64_t off, uint64_t len, uint64_t want);
+/* Queue data.mdb range [off, off+len) for the workers. */
+void fs_prefetch_range(artifs_fs *fs, uint64_t off, uint64_t len);
 
 /*
  * Staging buffers for cold chunks (stage.c), read with O_DIRECT.
  * fs_stage_load: a worker fills a buffer with data.mdb's [lo, hi), which
- * holds `want` bytes of chunks (waits for a free buffer).  fs_stage_get: the
- * staged bytes of the chunk at map address d (waiting for a buffer being
- * filled with it, or filling one; *missed then), NULL when the map should
- * serve it (in memory, or nothing free); *slot is released with
- * fs_stage_put(fs, slot, bytes served), SIZE_MAX to discard the buffer.
+ * holds `want` bytes of chunks, the first one `first` (waits for a free
+ * buffer; skipped once `first` has been served: the readers are there).
+ * fs_stage_get: the staged bytes of the chunk at map address d (waiting
+ * for a buffer being filled with it, or filling a free one; *missed then),
+ * NULL when the map should serve it (in memory, or no buffer free); *slot
+ * is released with fs_stage_put(fs, slot, bytes served), SIZE_MAX to
+ * discard the buffer.
  */
 #define FS_STAGE_SLOT ((size_t)1 << 20)
 #define FS_STAGE_SLOTS 64
@@ -272,7 +271,7 @@ static inline int fs_stage_whole(const uint8_t *d, size_t dl)
 	return ((uintptr_t)d & 4095) == 16 && dl <= FS_STAGE_SLOT - 4096;
 }
 void fs_stage_stop(artifs_fs *fs);
-void fs_stage_load(artifs_fs *fs, uint64_t lo, uint64_t hi, uint64_t want);
+void fs_stage_load(artifs_fs *fs, uint64_t lo, uint64_t hi, uint64_t want, const artifs_oid *first);
 const uint8_t *fs_stage_get(artifs_fs *fs, const uint8_t *d, size_t dl, int *slot, int *missed);
 void fs_stage_put(artifs_fs *fs, int slot, size_t served);
 

@@ -580,12 +580,12 @@ static void read_ahead(artifs_fs *fs, MDB_txn *txn, fs_node *n, const artifs_blo
 			continue;
 		}
 		if (hi)
-			fs_prefetch_range(fs, lo, hi - lo, 0);
+			fs_prefetch_range(fs, lo, hi - lo);
 		lo = a;
 		hi = e;
 	}
 	if (hi)
-		fs_prefetch_range(fs, lo, hi - lo, 0);
+		fs_prefetch_range(fs, lo, hi - lo);
 }
 
 static void op_read_body(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

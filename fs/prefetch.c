@@ -55,7 +55,6 @@ struct pf_job {
 	artifs_oid tree;		/* JOB_DIR: part `part` of PF_WORKERS */
 	uint32_t part;
 	uint64_t off, len;		/* JOB_RANGE: in data.mdb; JOB_INDEX: id bytes [off, len) */
-	uint64_t want;			/* JOB_RANGE: chunk bytes in it, to stage; 0: to sink */
 };
 
 struct artifs_prefetch {
@@ -160,7 +159,7 @@ static void enqueue(artifs_prefetch *pf, const struct pf_job *j)
 	pthread_cond_signal(&pf->cond);
 }
 
-void fs_prefetch_range(artifs_fs *fs, uint64_t off, uint64_t len, uint64_t want)
+void fs_prefetch_range(artifs_fs *fs, uint64_t off, uint64_t len)
 {
 	artifs_prefetch *pf = fs->prefetch;
 	struct pf_job j;
@@ -170,14 +169,6 @@ void fs_prefetch_range(artifs_fs *fs, uint64_t off, uint64_t len, uint64_t want)
 	memset(&j, 0, sizeof(j));
 	j.kind = JOB_RANGE;
 	pthread_mutex_lock(&pf->lock);
-	if (want && fs->stage && len <= FS_STAGE_SLOT) {
-		j.off = off;
-		j.len = len;
-		j.want = want;
-		enqueue(pf, &j);
-		pthread_mutex_unlock(&pf->lock);
-		return;
-	}
 	/* in pieces, so several workers read in parallel */
 	for (uint64_t o = off; o < off + len; o += PF_PIECE) {
 		j.off = o;
@@ -221,27 +212,24 @@ void fs_prefetch_dir(artifs_fs *fs, const artifs_oid *tree)
 	pthread_mutex_unlock(&pf->lock);
 }
 
-/* Bring data.mdb's [lo, hi) in: into a staging buffer when it holds `want` chunk bytes. */
-static void pull(artifs_prefetch *pf, int fd, uint64_t lo, uint64_t hi, uint64_t want)
-{
-	if (want && pf->fs->stage && hi - lo <= FS_STAGE_SLOT)
-		fs_stage_load(pf->fs, lo, hi, want);
-	else
-		sink(pf->null_fd, fd, lo, hi - lo);
-}
-
 /*
- * A run of a directory's chunks, map [d0, d1): skipped when it is in memory
- * already or its last chunk has been served (the readers are past it).
+ * Bring a run of a directory's chunks in: data.mdb's [lo, hi), map [d0,
+ * d1), holding `want` bytes of chunks that own their pages (0: some do not),
+ * the first one first_id.  Into a staging buffer where it can, else into
+ * the page cache; skipped when it is in memory already or its first chunk
+ * has been served (the readers are there already).
  */
 static void pull_run(artifs_prefetch *pf, int fd, uint64_t lo, uint64_t hi, uint64_t want,
-	const uint8_t *d0, const uint8_t *d1, const artifs_oid *last_id)
+	const uint8_t *d0, const uint8_t *d1, const artifs_oid *first_id)
 {
+	artifs_fs *fs = pf->fs;
+
 	if (fs_resident(d0) && fs_resident(d1 - 1))
 		return;
-	if (pf->fs->stage && fs_verified(pf->fs, last_id))
-		return;
-	pull(pf, fd, lo, hi, want);
+	if (!fs->stage || !want || hi - lo > FS_STAGE_SLOT)
+		sink(pf->null_fd, fd, lo, hi - lo);
+	else if (!fs_verified(fs, first_id))
+		fs_stage_load(fs, lo, hi, want, first_id);
 }
 
 /* Fetch the chunks of the small files in slice `part` of a directory. */
@@ -253,7 +241,7 @@ static void run_dir(artifs_prefetch *pf, int fd, const struct pf_job *j)
 	uint64_t asked = 0, budget = PF_DIR_BUDGET / PF_WORKERS, lo = 0, hi = 0, want = 0;
 	uint64_t cap = fs->stage ? FS_STAGE_SLOT : PF_PIECE, run = 0;
 	const uint8_t *d0 = NULL, *d1 = NULL;	/* first chunk of the run, end of the last */
-	artifs_oid last_id;			/* the run's last chunk */
+	artifs_oid first_id;			/* the run's first chunk */
 	uint32_t first, last;
 	int whole = 1;		/* only chunks of their own pages in [lo, hi): stage it */
 
@@ -305,24 +293,23 @@ static void run_dir(artifs_prefetch *pf, int fd, const struct pf_job *j)
 					hi = e;
 					want += dl;
 					d1 = d + dl;
-					artifs_blob_chunk_id(&b, c, &last_id);
 				}
 				whole &= fs_stage_whole(d, dl);
 				continue;
 			}
 			if (hi && (!fs->stage || run++ % PF_WORKERS == j->part))
-				pull_run(pf, fd, lo, hi, whole ? want : 0, d0, d1, &last_id);
+				pull_run(pf, fd, lo, hi, whole ? want : 0, d0, d1, &first_id);
 			lo = a;
 			hi = e;
 			want = dl;
 			d0 = d;
 			d1 = d + dl;
-			artifs_blob_chunk_id(&b, c, &last_id);
+			artifs_blob_chunk_id(&b, c, &first_id);
 			whole = fs_stage_whole(d, dl);
 		}
 	}
 	if (hi && (!fs->stage || run % PF_WORKERS == j->part))
-		pull_run(pf, fd, lo, hi, whole ? want : 0, d0, d1, &last_id);
+		pull_run(pf, fd, lo, hi, whole ? want : 0, d0, d1, &first_id);
 done:
 	fs_txn_end(fs, txn);
 }
@@ -381,7 +368,7 @@ static void *worker(void *arg)
 		pf->n--;
 		pthread_mutex_unlock(&pf->lock);
 		if (j.kind == JOB_RANGE)
-			pull(pf, fd, j.off, j.off + j.len, j.want);
+			sink(pf->null_fd, fd, j.off, j.len);
 		else if (j.kind == JOB_INDEX)
 			run_index(pf, fd, &j);
 		else
