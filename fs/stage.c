@@ -39,7 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STALE_MS 1000
+#define STALE_MS 200
 
 static int64_t now_ms(void)
 {
@@ -130,6 +130,18 @@ static int find(artifs_stage *st, uint64_t lo, uint64_t hi)
 	return -1;
 }
 
+/* Does a slot (loading or ready) hold any of [lo, hi)?  Under the lock. */
+static int overlaps(artifs_stage *st, uint64_t lo, uint64_t hi)
+{
+	for (int i = 0; i < FS_STAGE_SLOTS; i++) {
+		const struct slot *s = &st->slots[i];
+
+		if (s->state != SLOT_FREE && s->lo < hi && lo < s->hi)
+			return 1;
+	}
+	return 0;
+}
+
 /*
  * A slot to fill: a free one, or else (evict) the ready one unused longest
  * with no reader in it.  -1 if none.  Under the lock.
@@ -216,10 +228,12 @@ void fs_stage_load(artifs_fs *fs, uint64_t lo, uint64_t hi, uint64_t want, const
 	}
 	/*
 	 * Readers that got to the run while this worker waited read it
-	 * themselves: filling it now would leave its first chunks unserved in
-	 * a buffer, and the worker further behind.  Go on to the next run.
+	 * themselves (they have read its first chunk, or are reading one of
+	 * its chunks into a buffer of their own): filling it now would leave
+	 * those chunks unserved in a buffer, and the worker further behind.
+	 * Go on to the next run.
 	 */
-	if (i >= 0 && find(st, lo, hi) < 0 && !fs_verified(fs, first))
+	if (i >= 0 && !overlaps(st, lo, hi) && !fs_verified(fs, first))
 		fill(st, i, lo, hi, want);
 	pthread_mutex_unlock(&st->lock);
 }
