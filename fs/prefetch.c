@@ -45,6 +45,7 @@
 #define PF_FILE_MAX (8u << 20)		/* larger files are left to their reader */
 #define PF_PIECE (8u << 20)		/* one sendfile() at most */
 #define PF_GAP 65536			/* merge ranges this close */
+#define PF_GROUP 8			/* staging: files a worker takes at a time */
 
 enum { JOB_DIR, JOB_RANGE, JOB_INDEX };
 
@@ -239,7 +240,7 @@ static void run_dir(artifs_prefetch *pf, int fd, const struct pf_job *j)
 	artifs_tree_view tv;
 	MDB_txn *txn;
 	uint64_t asked = 0, budget = PF_DIR_BUDGET / PF_WORKERS, lo = 0, hi = 0, want = 0;
-	uint64_t cap = fs->stage ? FS_STAGE_SLOT : PF_PIECE, run = 0;
+	uint64_t cap = fs->stage ? FS_STAGE_SLOT : PF_PIECE;
 	const uint8_t *d0 = NULL, *d1 = NULL;	/* first chunk of the run, end of the last */
 	artifs_oid first_id;			/* the run's first chunk */
 	uint32_t first, last;
@@ -252,13 +253,12 @@ static void run_dir(artifs_prefetch *pf, int fd, const struct pf_job *j)
 	if (fs->stage) {
 		/*
 		 * Staging buffers are few: fill them in the order files are
-		 * read.  Every worker walks the whole directory and takes every
-		 * PF_WORKERS-th run of chunks, so together they move through it
-		 * front to back, several reads in flight.
+		 * read.  The workers take turns at groups of PF_GROUP files, so
+		 * together they move through the directory front to back with
+		 * several reads in flight, each looking up only its own files.
 		 */
 		first = 0;
 		last = tv.count;
-		budget = PF_DIR_BUDGET;
 	} else {
 		/* one contiguous slice per worker: few, large reads into the page cache */
 		first = (uint32_t)((uint64_t)tv.count * j->part / PF_WORKERS);
@@ -270,6 +270,12 @@ static void run_dir(artifs_prefetch *pf, int fd, const struct pf_job *j)
 
 		if (__atomic_load_n(&pf->stop, __ATOMIC_RELAXED))
 			break;
+		if (fs->stage && (i / PF_GROUP) % PF_WORKERS != j->part)
+			continue;
+		if (fs->stage && i % PF_GROUP == 0 && hi) {
+			pull_run(pf, fd, lo, hi, whole ? want : 0, d0, d1, &first_id);
+			hi = 0;		/* runs end with their group */
+		}
 		if (artifs_tree_entry_at(&tv, i, &te) || te.type != ARTIFS_T_FILE || !te.size ||
 		    te.size > PF_FILE_MAX)
 			continue;
@@ -282,7 +288,6 @@ static void run_dir(artifs_prefetch *pf, int fd, const struct pf_job *j)
 
 			if (artifs_blob_chunk(&d, &dl, fs->store, txn, &b, c, 0))
 				break;
-			/* staging: runs must come out the same in every worker, so look later */
 			if (!fs->stage && fs_resident(d) && fs_resident(d + dl - 1))
 				continue;
 			a = fs_map_off(fs, d) & ~(uint64_t)4095;
@@ -297,7 +302,7 @@ static void run_dir(artifs_prefetch *pf, int fd, const struct pf_job *j)
 				whole &= fs_stage_whole(d, dl);
 				continue;
 			}
-			if (hi && (!fs->stage || run++ % PF_WORKERS == j->part))
+			if (hi)
 				pull_run(pf, fd, lo, hi, whole ? want : 0, d0, d1, &first_id);
 			lo = a;
 			hi = e;
@@ -308,7 +313,7 @@ static void run_dir(artifs_prefetch *pf, int fd, const struct pf_job *j)
 			whole = fs_stage_whole(d, dl);
 		}
 	}
-	if (hi && (!fs->stage || run % PF_WORKERS == j->part))
+	if (hi)
 		pull_run(pf, fd, lo, hi, whole ? want : 0, d0, d1, &first_id);
 done:
 	fs_txn_end(fs, txn);
