@@ -256,7 +256,7 @@ void fs_prefetch_range(artifs_fs *fs, uint64_t off, uint64_t len);
  * discard the buffer.
  */
 #define FS_STAGE_SLOT ((size_t)1 << 20)
-#define FS_STAGE_SLOTS 64
+#define FS_STAGE_SLOTS 128
 /*
  * Only the chunks of files up to this size are staged.  A big file read
  * front to back is better served by the kernel's read-ahead into the page
@@ -274,6 +274,8 @@ void fs_stage_stop(artifs_fs *fs);
 void fs_stage_load(artifs_fs *fs, uint64_t lo, uint64_t hi, uint64_t want, const artifs_oid *first);
 const uint8_t *fs_stage_get(artifs_fs *fs, const uint8_t *d, size_t dl, int *slot, int *missed);
 void fs_stage_put(artifs_fs *fs, int slot, size_t served);
+/* Give the buffers' memory back when none has been filled for a while (the poller). */
+void fs_stage_trim(artifs_fs *fs);
 
 /* Raise the mount's read-ahead to fs->readahead_kb (mount.c). */
 void fs_raise_readahead(artifs_fs *fs);

@@ -1373,6 +1373,7 @@ void *fs_poller_main(void *arg)
 		pthread_mutex_unlock(&fs->stop_lock);
 		poll_once(fs);
 		fs_pins_refresh(fs);
+		fs_stage_trim(fs);
 		pthread_mutex_lock(&fs->stop_lock);
 	}
 	pthread_mutex_unlock(&fs->stop_lock);

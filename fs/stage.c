@@ -35,11 +35,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 #define STALE_MS 200
+#define IDLE_MS 10000	/* buffers all free this long: give their memory back */
 
 static int64_t now_ms(void)
 {
@@ -66,6 +68,7 @@ struct artifs_stage {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		/* a slot became ready or free */
 	uint64_t tick;
+	int64_t last_ms;		/* when a slot was last filled */
 	struct slot slots[FS_STAGE_SLOTS];
 	uint64_t n_hits, n_loads, n_waits, n_evicted, n_fallbacks;
 };
@@ -110,7 +113,8 @@ void fs_stage_stop(artifs_fs *fs)
 		(unsigned long long)st->n_waits, (unsigned long long)st->n_evicted,
 		(unsigned long long)st->n_fallbacks);
 	for (int i = 0; i < FS_STAGE_SLOTS; i++)
-		free(st->slots[i].buf);
+		if (st->slots[i].buf)
+			munmap(st->slots[i].buf, FS_STAGE_SLOT);
 	close(st->fd);
 	pthread_mutex_destroy(&st->lock);
 	pthread_cond_destroy(&st->cond);
@@ -178,8 +182,13 @@ static int fill(artifs_stage *st, int i, uint64_t lo, uint64_t hi, uint64_t want
 	s->used = 0;
 	s->pins = 0;
 	pthread_mutex_unlock(&st->lock);
-	if (!s->buf && posix_memalign((void **)&s->buf, 4096, FS_STAGE_SLOT))
-		s->buf = NULL;
+	if (!s->buf) {
+		/* mapped, not malloc'd: a trim gives the memory back for sure */
+		void *m = mmap(NULL, FS_STAGE_SLOT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			-1, 0);
+
+		s->buf = m == MAP_FAILED ? NULL : m;
+	}
 	if (s->buf)
 		k = pread(st->fd, s->buf, len, (off_t)lo);
 	pthread_mutex_lock(&st->lock);
@@ -189,6 +198,7 @@ static int fill(artifs_stage *st, int i, uint64_t lo, uint64_t hi, uint64_t want
 		return -1;
 	}
 	s->state = SLOT_READY;
+	st->last_ms = now_ms();
 	s->tick = ++st->tick;
 	s->filled_ms = now_ms();
 	st->n_loads++;
@@ -289,4 +299,30 @@ void fs_stage_put(artifs_fs *fs, int slot, size_t served)
 		pthread_cond_broadcast(&st->cond);
 	}
 	pthread_mutex_unlock(&st->lock);
+}
+
+void fs_stage_trim(artifs_fs *fs)
+{
+	artifs_stage *st = fs->stage;
+	uint8_t *bufs[FS_STAGE_SLOTS];
+	int n = 0;
+
+	if (!st)
+		return;
+	pthread_mutex_lock(&st->lock);
+	if (now_ms() - st->last_ms >= IDLE_MS) {
+		/* what is still staged now was staged for nobody */
+		for (int i = 0; i < FS_STAGE_SLOTS; i++)
+			if (st->slots[i].state == SLOT_LOADING || st->slots[i].pins)
+				n = -1;
+		for (int i = 0; n >= 0 && i < FS_STAGE_SLOTS; i++) {
+			if (st->slots[i].buf)
+				bufs[n++] = st->slots[i].buf;
+			st->slots[i].buf = NULL;
+			st->slots[i].state = SLOT_FREE;
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
+	for (int i = 0; i < n; i++)
+		munmap(bufs[i], FS_STAGE_SLOT);
 }

@@ -786,6 +786,14 @@ def test_damaged_chunk_is_eio(store, mounter, tmp_path, cold):
         assert n is None or n >= 1, m.log_text()[-2000:]     # good.bin at least
 
 
+def rss_anon_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no RssAnon for {pid}")
+
+
 def test_cold_reads_are_staged(store, mounter, tmp_path):
     """
     Cold small files are read past the page cache into staging buffers, ahead of
@@ -837,6 +845,12 @@ def test_cold_reads_are_staged(store, mounter, tmp_path):
     for k, out in enumerate(outs):
         assert procs[k].returncode == 0
         assert out == b"".join(want[rel] for rel in names[k::2])
+    # the buffers' memory goes back once they have been idle a while (10 s)
+    busy = rss_anon_kib(m.proc.pid)
+    assert wait_for(lambda: rss_anon_kib(m.proc.pid) < busy - 16 * 1024, 30), \
+        (busy, rss_anon_kib(m.proc.pid))
+    print(f"daemon anonymous memory: {busy // 1024} MiB after the reads, "
+          f"{rss_anon_kib(m.proc.pid) // 1024} MiB once idle")
     assert not unmount_and_reap(m)
     log = m.log_text()
     n = staged_chunks(log)
