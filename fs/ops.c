@@ -3,7 +3,8 @@
  *
  * Every request runs in one short LMDB read transaction; file data is
  * replied straight from the map with fuse_reply_iov (the kernel's copy is
- * the only one).  No open/opendir handlers: the kernel then skips those
+ * the only one), or, for a cold chunk of a small file, from the staging
+ * buffer it was read into past the page cache (stage.c).  No open/opendir handlers: the kernel then skips those
  * round trips and keeps page and readdir caches (FUSE_NO_OPEN_SUPPORT,
  * FUSE_NO_OPENDIR_SUPPORT), which is right because content never changes
  * under a node.  Mutable listings (repositories, refs) are invalidated by
