@@ -798,8 +798,9 @@ def test_cold_reads_are_staged(store, mounter, tmp_path):
     """
     Cold small files are read past the page cache into staging buffers, ahead of
     the readers (fs/stage.c).  Many readers at once (threads and processes, in
-    and out of order) get exactly the committed bytes, and the daemon says it
-    served them from the buffers.
+    and out of order), while new versions are committed and gc runs, get
+    exactly the committed bytes, and the daemon says it served them from the
+    buffers.
     """
     rnd = random.Random(5)
     src = tmp_path / "src"
@@ -816,12 +817,24 @@ def test_cold_reads_are_staged(store, mounter, tmp_path):
     want["big/big.bin"] = rnd.randbytes(3 * MiB + 123)
     put(src, "big/big.bin", want["big/big.bin"])
     store.create("dataset", "cold")
-    store.commit("datasets/cold", src, "v")
+    cid = store.commit("datasets/cold", src, "v")
     evict(store.store / "data.mdb")
     m = mounter(store.store)
-    root = m.path / "datasets/cold/main"
+    root = m.path / "datasets/cold/.commits" / cid     # main moves while they read
     names = sorted(want)
     errors = []
+
+    def writer():
+        # new versions and gc while the readers run: pages are written and freed
+        # under the staging buffers; the version being read is pinned
+        try:
+            for k in range(3):
+                for i in range(40):
+                    put(src, f"w/f{i:03d}.bin", rnd.randbytes(200_000))
+                store.commit("datasets/cold", src, f"w{k}")
+                store.run("gc")
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(f"writer: {e}")
 
     def reader(part):
         try:
@@ -836,6 +849,7 @@ def test_cold_reads_are_staged(store, mounter, tmp_path):
     threads = [threading.Thread(target=reader, args=(p,)) for p in parts]
     procs = [subprocess.Popen(["cat"] + [str(root / rel) for rel in names[k::2]],
                               stdout=subprocess.PIPE) for k in range(2)]
+    threads.append(threading.Thread(target=writer))
     for t in threads:
         t.start()
     outs = [p.communicate(timeout=300)[0] for p in procs]
