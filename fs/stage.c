@@ -65,6 +65,7 @@ struct slot {
 
 struct artifs_stage {
 	int fd;				/* data.mdb, O_DIRECT */
+	int off;			/* O_DIRECT reads fail here: everything through the map */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		/* a slot became ready or free */
 	uint64_t tick;
@@ -174,6 +175,7 @@ static int fill(artifs_stage *st, int i, uint64_t lo, uint64_t hi, uint64_t want
 	struct slot *s = &st->slots[i];
 	size_t len = (size_t)((hi - lo + 4095) & ~(uint64_t)4095);
 	ssize_t k = -1;
+	int err = 0;
 
 	s->state = SLOT_LOADING;
 	s->lo = lo;
@@ -191,7 +193,15 @@ static int fill(artifs_stage *st, int i, uint64_t lo, uint64_t hi, uint64_t want
 	}
 	if (s->buf)
 		k = pread(st->fd, s->buf, len, (off_t)lo);
+	err = errno;
 	pthread_mutex_lock(&st->lock);
+	if (k < 0 && s->buf && (err == EINVAL || err == EOPNOTSUPP) &&
+	    !__atomic_load_n(&st->off, __ATOMIC_RELAXED)) {
+		/* the file system took O_DIRECT at open but not for reads */
+		__atomic_store_n(&st->off, 1, __ATOMIC_RELAXED);
+		fs_log(LOG_INFO, "cold chunks through the page cache: no O_DIRECT reads here (%s)",
+			strerror(err));
+	}
 	if (k < 0 || (uint64_t)k < hi - lo) {
 		s->state = SLOT_FREE;	/* readers fall back to the map */
 		pthread_cond_broadcast(&st->cond);
@@ -211,7 +221,8 @@ void fs_stage_load(artifs_fs *fs, uint64_t lo, uint64_t hi, uint64_t want, const
 	artifs_stage *st = fs->stage;
 	int i = -1;
 
-	if (!st || hi <= lo || hi - lo > FS_STAGE_SLOT || (lo & 4095))
+	if (!st || __atomic_load_n(&st->off, __ATOMIC_RELAXED) || hi <= lo ||
+	    hi - lo > FS_STAGE_SLOT || (lo & 4095))
 		return;
 	pthread_mutex_lock(&st->lock);
 	/*
@@ -256,8 +267,10 @@ const uint8_t *fs_stage_get(artifs_fs *fs, const uint8_t *d, size_t dl, int *slo
 
 	*slot = -1;
 	*missed = 0;
-	if (!st || !fs_stage_whole(d, dl) || (fs_resident(d) && fs_resident(d + dl - 1)))
-		return NULL;	/* in memory already (or not a chunk of its own): the map is cheaper */
+	/* in memory already (or not a chunk of its own): the map is cheaper */
+	if (!st || __atomic_load_n(&st->off, __ATOMIC_RELAXED) || !fs_stage_whole(d, dl) ||
+	    (fs_resident(d) && fs_resident(d + dl - 1)))
+		return NULL;
 	off = fs_map_off(fs, d);
 	pthread_mutex_lock(&st->lock);
 	for (;;) {

@@ -564,7 +564,7 @@ def corrupt_round(kind, seed, b, artifs_bin, tmp_path, env, mounter, cold=False)
     if cold and refused is None and m.proc.poll() is None:
         problems += unmount_and_reap(m)
         n = staged_chunks(m.log_text())
-        if n is None and "no O_DIRECT" not in m.log_text():
+        if not n and "no O_DIRECT" not in m.log_text():
             problems.append(f"a cold mount served no chunk from staging buffers: {m.log_text()[-800:]!r}")
         stats = f"{stats}; {n} chunks staged"
     print(f"{head}\n  damaged files: {[where_of(c, p) for c, p in damaged_files]}\n"

@@ -782,8 +782,8 @@ def test_damaged_chunk_is_eio(store, mounter, tmp_path, cold):
     if cold:
         assert not unmount_and_reap(m)
         n = staged_chunks(m.log_text())
-        assert n is not None or "no O_DIRECT" in m.log_text(), m.log_text()[-2000:]
-        assert n is None or n >= 1, m.log_text()[-2000:]     # good.bin at least
+        # good.bin at least, unless this file system cannot read past the page cache
+        assert n or "no O_DIRECT" in m.log_text(), m.log_text()[-2000:]
 
 
 def rss_anon_kib(pid):
@@ -870,7 +870,7 @@ def test_cold_reads_are_staged(store, mounter, tmp_path):
     n = staged_chunks(log)
     if "no O_DIRECT" in log:
         print("this file system has no O_DIRECT: the page-cache path was checked instead")
-        assert n is None
+        assert not n
     else:
         assert n is not None and n >= 500, log[-2000:]
         print(f"{n} chunks served from staging buffers")
