@@ -4,8 +4,8 @@
  * Every request runs in one short LMDB read transaction; file data is
  * replied straight from the map with fuse_reply_iov (the kernel's copy is
  * the only one), or, for a cold chunk of a small file, from the staging
- * buffer it was read into past the page cache (stage.c).  No open/opendir handlers: the kernel then skips those
- * round trips and keeps page and readdir caches (FUSE_NO_OPEN_SUPPORT,
+ * buffer it was read into past the page cache (stage.c).  No open/opendir
+ * handlers: the kernel then skips those round trips and keeps page and readdir caches (FUSE_NO_OPEN_SUPPORT,
  * FUSE_NO_OPENDIR_SUPPORT), which is right because content never changes
  * under a node.  Mutable listings (repositories, refs) are invalidated by
  * the poller.
@@ -589,6 +589,16 @@ static void read_ahead(artifs_fs *fs, MDB_txn *txn, fs_node *n, const artifs_blo
 		fs_prefetch_range(fs, lo, hi - lo);
 }
 
+/* A read of n met a chunk nobody had fetched: start on the files next to it, if small. */
+static void cold_chunk(artifs_fs *fs, MDB_txn *txn, fs_node *n, int *cold)
+{
+	__atomic_add_fetch(&fs->n_cold_fetches, 1, __ATOMIC_RELAXED);
+	if (!(*cold)++ && n->size <= (8u << 20)) {
+		fs_prefetch_dir(fs, &n->dir);
+		prefetch_next_dirs(fs, txn, n->parent);
+	}
+}
+
 static void op_read_body(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fuse_file_info *fi)
 {
@@ -666,13 +676,8 @@ again:
 			int missed = 0;
 
 			staged = fs_stage_get(fs, d, dl, &slot, &missed);
-			if (missed) {
-				__atomic_add_fetch(&fs->n_cold_fetches, 1, __ATOMIC_RELAXED);
-				if (!cold++ && n->size <= (8u << 20)) {
-					fs_prefetch_dir(fs, &n->dir);
-					prefetch_next_dirs(fs, txn, n->parent);
-				}
-			}
+			if (missed)
+				cold_chunk(fs, txn, n, &cold);
 			if (staged) {
 				artifs_oid got;
 
@@ -692,12 +697,7 @@ again:
 			/* first touch of this chunk: pull it in whole, then check it */
 			if (!fs_resident(d) || !fs_resident(d + dl - 1)) {
 				fs_fetch(fs, d, dl);	/* one read, not a fault per page */
-				__atomic_add_fetch(&fs->n_cold_fetches, 1, __ATOMIC_RELAXED);
-				/* cold: start on the files next to it, if small */
-				if (!cold++ && n->size <= (8u << 20)) {
-					fs_prefetch_dir(fs, &n->dir);
-					prefetch_next_dirs(fs, txn, n->parent);
-				}
+				cold_chunk(fs, txn, n, &cold);
 			}
 			fs_populate(d, dl);	/* measured: ~5% on a first read */
 			if ((rc = artifs_blob_chunk(&d, &dl, fs->store, txn, &b, i, 1)))

@@ -229,7 +229,7 @@ static void pull_run(artifs_prefetch *pf, int fd, uint64_t lo, uint64_t hi, uint
 		return;
 	if (!fs->stage || !want || hi - lo > FS_STAGE_SLOT)
 		sink(pf->null_fd, fd, lo, hi - lo);
-	else if (!fs_verified(fs, first_id))
+	else
 		fs_stage_load(fs, lo, hi, want, first_id);
 }
 
@@ -288,6 +288,7 @@ static void run_dir(artifs_prefetch *pf, int fd, const struct pf_job *j)
 
 			if (artifs_blob_chunk(&d, &dl, fs->store, txn, &b, c, 0))
 				break;
+			/* staging checks a run at once (pull_run): two mincore() calls, not two a chunk */
 			if (!fs->stage && fs_resident(d) && fs_resident(d + dl - 1))
 				continue;
 			a = fs_map_off(fs, d) & ~(uint64_t)4095;

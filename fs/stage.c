@@ -58,8 +58,7 @@ struct slot {
 	int pins;			/* readers replying from it */
 	uint64_t lo, hi;		/* data.mdb bytes held: [lo, hi) */
 	uint64_t want, used;		/* chunk bytes it was filled for, served so far */
-	uint64_t tick;			/* when filled: the oldest unused goes first */
-	int64_t filled_ms;
+	int64_t filled_ms;		/* when filled: the oldest unused goes first */
 	uint8_t *buf;			/* FS_STAGE_SLOT bytes, page-aligned; NULL until first use */
 };
 
@@ -68,7 +67,6 @@ struct artifs_stage {
 	int off;			/* O_DIRECT reads fail here: everything through the map */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		/* a slot became ready or free */
-	uint64_t tick;
 	int64_t last_ms;		/* when a slot was last filled */
 	struct slot slots[FS_STAGE_SLOTS];
 	uint64_t n_hits, n_loads, n_waits, n_evicted, n_fallbacks;
@@ -148,10 +146,11 @@ static int overlaps(artifs_stage *st, uint64_t lo, uint64_t hi)
 }
 
 /*
- * A slot to fill: a free one, or else (evict) the ready one unused longest
- * with no reader in it.  -1 if none.  Under the lock.
+ * A slot to fill: a free one, or else the ready one filled longest ago with
+ * no reader in it, if that was at least min_age ms ago (min_age < 0: only
+ * a free one).  -1 if none.  Under the lock.
  */
-static int claim(artifs_stage *st, int evict)
+static int claim(artifs_stage *st, int64_t min_age)
 {
 	int best = -1;
 
@@ -160,12 +159,13 @@ static int claim(artifs_stage *st, int evict)
 
 		if (s->state == SLOT_FREE)
 			return i;
-		if (evict && s->state == SLOT_READY && !s->pins &&
-		    (best < 0 || s->tick < st->slots[best].tick))
+		if (min_age >= 0 && s->state == SLOT_READY && !s->pins &&
+		    (best < 0 || s->filled_ms < st->slots[best].filled_ms))
 			best = i;
 	}
-	if (best >= 0)
-		st->n_evicted++;
+	if (best < 0 || now_ms() - st->slots[best].filled_ms < min_age)
+		return -1;
+	st->n_evicted++;
 	return best;
 }
 
@@ -208,9 +208,7 @@ static int fill(artifs_stage *st, int i, uint64_t lo, uint64_t hi, uint64_t want
 		return -1;
 	}
 	s->state = SLOT_READY;
-	st->last_ms = now_ms();
-	s->tick = ++st->tick;
-	s->filled_ms = now_ms();
+	s->filled_ms = st->last_ms = now_ms();
 	st->n_loads++;
 	pthread_cond_broadcast(&st->cond);
 	return 0;
@@ -219,7 +217,6 @@ static int fill(artifs_stage *st, int i, uint64_t lo, uint64_t hi, uint64_t want
 void fs_stage_load(artifs_fs *fs, uint64_t lo, uint64_t hi, uint64_t want, const artifs_oid *first)
 {
 	artifs_stage *st = fs->stage;
-	int i = -1;
 
 	if (!st || __atomic_load_n(&st->off, __ATOMIC_RELAXED) || hi <= lo ||
 	    hi - lo > FS_STAGE_SLOT || (lo & 4095))
@@ -228,34 +225,28 @@ void fs_stage_load(artifs_fs *fs, uint64_t lo, uint64_t hi, uint64_t want, const
 	/*
 	 * Wait for a free buffer: the readers free them as they go.  One that
 	 * has gone unused for STALE_MS was staged for a reader that went
-	 * elsewhere: take it.
+	 * elsewhere: take it.  Stop when readers got to the run meanwhile and
+	 * read it themselves (they have read its first chunk, or are reading
+	 * one of its chunks into a buffer of their own): filling it now would
+	 * leave those chunks unserved in a buffer, and the worker further
+	 * behind.  It goes on to the next run.
 	 */
-	while (find(st, lo, hi) < 0 && (i = claim(st, 0)) < 0) {
+	while (!overlaps(st, lo, hi) && !fs_verified(fs, first)) {
 		struct timespec until;
+		int i = claim(st, STALE_MS);
 
+		if (i >= 0) {
+			fill(st, i, lo, hi, want);
+			break;
+		}
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_nsec += 50 * 1000000L;
 		if (until.tv_nsec >= 1000000000L) {
 			until.tv_sec++;
 			until.tv_nsec -= 1000000000L;
 		}
-		if (pthread_cond_timedwait(&st->cond, &st->lock, &until) == ETIMEDOUT &&
-		    (i = claim(st, 1)) >= 0) {
-			if (now_ms() - st->slots[i].filled_ms >= STALE_MS)
-				break;
-			st->n_evicted--;	/* not stale: keep waiting */
-			i = -1;
-		}
+		pthread_cond_timedwait(&st->cond, &st->lock, &until);
 	}
-	/*
-	 * Readers that got to the run while this worker waited read it
-	 * themselves (they have read its first chunk, or are reading one of
-	 * its chunks into a buffer of their own): filling it now would leave
-	 * those chunks unserved in a buffer, and the worker further behind.
-	 * Go on to the next run.
-	 */
-	if (i >= 0 && !overlaps(st, lo, hi) && !fs_verified(fs, first))
-		fill(st, i, lo, hi, want);
 	pthread_mutex_unlock(&st->lock);
 }
 
@@ -281,7 +272,7 @@ const uint8_t *fs_stage_get(artifs_fs *fs, const uint8_t *d, size_t dl, int *slo
 			pthread_cond_wait(&st->cond, &st->lock);
 			continue;
 		}
-		if ((i = claim(st, 0)) < 0 ||
+		if ((i = claim(st, -1)) < 0 ||
 		    (*missed = 1, fill(st, i, off & ~(uint64_t)4095, off + dl, dl))) {
 			st->n_fallbacks++;
 			pthread_mutex_unlock(&st->lock);
