@@ -42,10 +42,17 @@ static char *cfg_or(artifs_store *s, const char *key)
 /* NULL members when gitops.url is unset; free with gitops_config_release. */
 int cli_gitops_config(artifs_store *s, artifs_gitops_config *c, char **wd)
 {
+	char *url = NULL;
+	int rc;
+
 	memset(c, 0, sizeof(*c));
 	*wd = NULL;
-	if (!(c->url = cfg_or(s, "gitops.url")))
+	/* unset: no publishing; unreadable: an error, never a silent skip */
+	if ((rc = cli_config_get(s, "gitops.url", &url)) == ARTIFS_ENOTFOUND)
 		return 0;
+	if (rc)
+		return rc;
+	c->url = url;
 	c->branch = cfg_or(s, "gitops.branch");
 	c->path_tmpl = cfg_or(s, "gitops.path");
 	c->author = cfg_or(s, "gitops.author");
