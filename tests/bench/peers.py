@@ -793,7 +793,7 @@ def report(R):
     w("## 4. Re-ingest of the small files: unchanged, then %s files (1%%) rewritten" % (
         "{:,}".format(R["data"]["nchanged"])))
     w("")
-    w("Right after each tool's first ingest (case 1), its repository warm.  The rewritten files "
+    w("Right after each tool's ingest in the last round of case 1, its repository warm.  The rewritten files "
       "are put back before the next tool.")
     w("")
     w("| tool | first ingest s | unchanged s | % of first | unchanged x artifs | 1% changed s | "
@@ -860,8 +860,9 @@ def report(R):
     w("## 6. Peak memory, MiB")
     w("")
     w("Ingest: maximum RSS from `/usr/bin/time -v`, and the peak of RssAnon over the process tree "
-      "sampled every 20 ms (RSS counts file pages mapped: artifs writes its store through a shared "
-      "map, so the store pages it wrote show in its RSS).  Mount daemon: VmHWM over every session "
+      "sampled every 20 ms (RSS counts file pages mapped: artifs looks objects up through a shared "
+      "map of its store, and the kernel maps the pages around each page it reads, mostly chunks just "
+      "written, with it; they stay clean page cache).  Mount daemon: VmHWM over every session "
       "of case 5 and the sampled peak of its RssAnon (its own memory).")
     w("")
     w("| tool | ingest small: RSS | anon | x artifs (anon) | ingest model: RSS | anon | x artifs (anon) "
