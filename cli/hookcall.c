@@ -250,6 +250,9 @@ int cli_pre_commit_cb(const artifs_oid *old, const artifs_oid *new_id, const art
 
 	if (h->no_verify)
 		return 0;
+	/* no hook: no input to prepare (a diff of the two trees) */
+	if ((rc = artifs_hooks_exist(artifs_store_path(h->s), "pre-commit")) <= 0)
+		return rc;
 	if ((rc = artifs_rtxn_begin(h->s, &txn)))
 		return rc;
 	hi.event = "pre-commit";
@@ -277,8 +280,11 @@ void cli_post_commit(cli_commit_hooks *h, const artifs_oid *old, const artifs_oi
 	json_t *doc, *res = NULL, *note;
 	artifs_ref ref;
 	char *text;
-	int rc;
+	int rc, any;
 
+	/* no hook and nothing bypassed: nothing to run or record */
+	if ((any = artifs_hooks_exist(artifs_store_path(h->s), "post-commit")) == 0 && !h->no_verify)
+		return;
 	if (artifs_rtxn_begin(h->s, &txn))
 		return;
 	hi.event = "post-commit";
@@ -321,6 +327,8 @@ int cli_pre_tag(artifs_store *s, const char *repo, const char *tag, const artifs
 
 	if (no_verify)
 		return 0;
+	if ((rc = artifs_hooks_exist(artifs_store_path(s), "pre-tag")) <= 0)
+		return rc;
 	if ((rc = artifs_rtxn_begin(s, &txn)))
 		return rc;
 	hi.event = "pre-tag";

@@ -663,6 +663,25 @@ static char *absolute_path(const char *dir)
 	return p;
 }
 
+int artifs_hooks_exist(const char *store_dir, const char *event)
+{
+	struct strv names = { 0 };
+	char *store;
+	int rc;
+
+	if (!event_name_ok(event))
+		return artifs_error(ARTIFS_EINVAL, "invalid hook event '%s'", event ? event : "");
+	if (!store_dir || !*store_dir)
+		return artifs_error(ARTIFS_EINVAL, "no store directory for hooks");
+	if (!(store = absolute_path(store_dir)))
+		return artifs_error(-errno, "cannot resolve '%s': %s", store_dir, strerror(errno));
+	if (!(rc = list_hooks(&names, store, event)))
+		rc = names.n > 0;
+	strv_release(&names);
+	free(store);
+	return rc;
+}
+
 int artifs_hooks_run(const char *store_dir, const char *event, const artifs_hook_opts *o,
 	artifs_hook_results *out)
 {

@@ -76,6 +76,13 @@ typedef struct artifs_hook_opts {
 int artifs_hooks_run(const char *store_dir, const char *event, const artifs_hook_opts *o,
 	artifs_hook_results *out);
 
+/*
+ * 1 when event has a runnable hook in store_dir (what artifs_hooks_run
+ * would run), 0 when none, <0 on error.  Lets a caller skip preparing the
+ * hooks' input.
+ */
+int artifs_hooks_exist(const char *store_dir, const char *event);
+
 /* Free the results and empty *r; NULL is a no-op. */
 void artifs_hook_results_release(artifs_hook_results *r);
 

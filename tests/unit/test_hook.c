@@ -169,21 +169,26 @@ static void test_no_hooks(void **state)
 	char *nostore = test_path(h->tmp, "elsewhere");
 
 	/* an empty hooks directory */
+	assert_int_equal(artifs_hooks_exist(h->store, EVENT), 0);
 	assert_ok(artifs_hooks_run(h->store, EVENT, NULL, &res));
 	assert_int_equal(res.n, 0);
 	artifs_hook_results_release(&res);
 
 	/* hooks of other events only */
 	write_hook(h, "post-promote", "exit 1");
+	assert_int_equal(artifs_hooks_exist(h->store, EVENT), 0);
+	assert_int_equal(artifs_hooks_exist(h->store, "post-promote"), 1);
 	assert_ok(artifs_hooks_run(h->store, EVENT, NULL, &res));
 	assert_int_equal(res.n, 0);
 	artifs_hook_results_release(&res);
 
 	/* no hooks directory at all */
 	test_mkdir(h->tmp, "elsewhere");
+	assert_int_equal(artifs_hooks_exist(nostore, EVENT), 0);
 	assert_ok(artifs_hooks_run(nostore, EVENT, NULL, &res));
 	assert_int_equal(res.n, 0);
 	artifs_hook_results_release(&res);
+	assert_int_equal(artifs_hooks_exist(h->store, "../escape"), ARTIFS_EINVAL);
 	artifs_hook_results_release(NULL);
 	free(nostore);
 }
@@ -242,12 +247,14 @@ static void test_only_executable_files_run(void **state)
 	test_mkdir(h->hooks, EVENT ".d/20-dir");
 	test_symlink(h->hooks, EVENT ".d/30-dangling", "/nonexistent/hook");
 	test_symlink(h->hooks, EVENT ".d/40-to-dir", "..");
+	assert_int_equal(artifs_hooks_exist(h->store, EVENT), 0);
 	/* a symlink to an executable runs */
 	write_hook(h, "shared-gate", "echo linked >> ran");
 	target = test_path(h->hooks, "shared-gate");
 	test_symlink(h->hooks, EVENT ".d/50-link", target);
 	free(target);
 
+	assert_int_equal(artifs_hooks_exist(h->store, EVENT), 1);
 	assert_ok(artifs_hooks_run(h->store, EVENT, NULL, &res));
 	assert_int_equal(res.n, 1);
 	assert_string_equal(res.v[0].name, EVENT ".d/50-link");
