@@ -72,7 +72,6 @@ typedef struct artifs_fs {
 	pthread_mutex_t lock;		/* the node table and counters below */
 	fs_node **table;
 	size_t nbuckets, nnodes;
-	uint64_t next_dir_ino;
 	fs_node root, kind_datasets, kind_models;
 	fs_node roots;			/* list head of live ref roots */
 

@@ -57,9 +57,26 @@ uint64_t fs_file_ino(uint8_t kind, uint8_t flags, const artifs_oid *id, const ar
 	return content_hash(kind, flags, id, labels) | (1ULL << 63);
 }
 
+/*
+ * A directory's inode number, from its parent's and its name (and, for the
+ * root of a version, the commit): the same whenever the kernel forgets the
+ * node and looks it up again.  A counter gave a new number each time, and
+ * a walker that compares a stat() before and after opening a directory
+ * (find, Python's os.fwalk) took it for another directory and skipped it.
+ * Bit 62 keeps these apart from file numbers (bit 63) and the fixed ones.
+ */
+static uint64_t dir_ino(const fs_node *parent, const char *name, size_t len, const fs_node *tmpl)
+{
+	uint64_t seed = parent ? parent->ino : 0;
+
+	if (tmpl && tmpl->kind == FS_VROOT)
+		seed ^= XXH3_64bits(tmpl->commit.id, sizeof(tmpl->commit.id));
+	return (XXH3_64bits_withSeed(name, len, seed) >> 2) | (1ULL << 62);
+}
+
 uint64_t fs_dir_ino_hint(const fs_node *parent, const char *name, size_t len)
 {
-	return (dir_hash(parent, name, len) >> 2) | (1ULL << 62);
+	return dir_ino(parent, name, len, NULL);
 }
 
 static void static_node(fs_node *n, uint8_t kind, uint64_t ino, int64_t time)
@@ -106,7 +123,6 @@ int fs_init(artifs_fs *fs, artifs_store *s)
 	static_node(&fs->root, FS_ROOT, FUSE_ROOT_ID, fs->mount_time);
 	static_node(&fs->kind_datasets, FS_KINDDIR, 2, fs->mount_time);
 	static_node(&fs->kind_models, FS_KINDDIR, 3, fs->mount_time);
-	fs->next_dir_ino = 16;
 	fs->roots.rnext = fs->roots.rprev = &fs->roots;
 	return 0;
 }
@@ -256,7 +272,7 @@ fs_node *fs_dir_get(artifs_fs *fs, fs_node *parent, const char *name, size_t len
 			pthread_mutex_unlock(&fs->lock);
 			return NULL;
 		}
-		n->ino = fs->next_dir_ino++;
+		n->ino = dir_ino(parent, name, len, tmpl);
 		insert(fs, n);
 		/* the poller revisits moved refs and listings that may change */
 		if (n->kind == FS_VROOT || n->kind == FS_REPO || n->kind == FS_COMMITS) {

@@ -101,8 +101,10 @@ def snapshot_pass(top, spec, what, c, fixed_version=None):
     """
     got, dirs = {}, set()
     version = None
+    walked = False
     try:
         for dirpath, dirnames, filenames, dfd in os.fwalk(top):
+            walked = True
             rel = os.path.relpath(dirpath, top)
             if rel == "." and version is None:
                 fd = os.open("VERSION", os.O_RDONLY, dir_fd=dfd)
@@ -120,6 +122,12 @@ def snapshot_pass(top, spec, what, c, fixed_version=None):
             c.enoent_main.append(f"{what}: {e}")
         else:
             c.errors.append(f"{what} (snapshot): {type(e).__name__}: {e}")
+        return
+    if not walked and what == "main":
+        # fwalk yields nothing when top's lstat and its open name two
+        # directories: main moved between them (a version's root is its own
+        # directory), like the ENOENT above
+        c.enoent_main.append(f"{what}: moved between lstat and open")
         return
     if fixed_version is not None and version != fixed_version:
         c.mismatches.append(f"{what}: VERSION is {version!r}, wanted {fixed_version!r}")

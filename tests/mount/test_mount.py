@@ -352,6 +352,41 @@ def test_commits_dir_takes_only_ids(store, mounter, tmp_path):
     assert (commits / id1[:8] / "f").read_bytes() == b"1\n"                  # the commit
 
 
+def test_directory_inodes_are_stable(store, mounter, tmp_path):
+    """A directory keeps its st_ino when the kernel forgets it and looks it up
+    again (find and os.fwalk compare a stat before and after opening a
+    directory and skip it when they differ); readdir's d_ino of a directory
+    in a version is its st_ino; the same path in two commits is two
+    directories."""
+    src = tmp_path / "src"
+    put(src, "a/b/c/f", b"1\n")
+    put(src, "x/g", b"2\n")
+    store.create("dataset", "ino")
+    store.commit("datasets/ino", src, "one")
+    m = mounter(store.store)
+    paths = ["datasets", "datasets/ino", "datasets/ino/main", "datasets/ino/main/a",
+             "datasets/ino/main/a/b", "datasets/ino/main/a/b/c", "datasets/ino/main/x"]
+    before = {p: os.stat(m.path / p).st_ino for p in paths}
+    assert len(set(before.values())) == len(paths), before
+    with os.scandir(m.path / "datasets/ino/main") as it:
+        d_ino = {e.name: e.inode() for e in it}
+    assert d_ino["a"] == before["datasets/ino/main/a"]
+    assert d_ino["x"] == before["datasets/ino/main/x"]
+    for _ in range(3):
+        # unused dentries and inodes go: the daemon gets FORGETs and frees its nodes
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("2\n")
+        time.sleep(0.2)
+        assert {p: os.stat(m.path / p).st_ino for p in paths} == before
+    # a new commit: main is another directory now, the tree below it too
+    put(src, "a/b/c/f", b"3\n")
+    store.commit("datasets/ino", src, "two")
+    assert wait_content(m.path / "datasets/ino/main/a/b/c/f", b"3\n") is not None
+    assert os.stat(m.path / "datasets/ino/main").st_ino != before["datasets/ino/main"]
+    assert os.stat(m.path / "datasets/ino/main/a").st_ino != before["datasets/ino/main/a"]
+    assert os.stat(m.path / "datasets/ino").st_ino == before["datasets/ino"]
+
+
 # ---- 3. live refs ----------------------------------------------------------------------------
 
 def wait_content(path, want, timeout=LIVE_WAIT):
