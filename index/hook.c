@@ -663,19 +663,26 @@ static char *absolute_path(const char *dir)
 	return p;
 }
 
-int artifs_hooks_exist(const char *store_dir, const char *event)
+/* The store's absolute path and the hooks of `event` in it, in run order. */
+static int find_hooks(const char *store_dir, const char *event, char **store, struct strv *names)
 {
-	struct strv names = { 0 };
-	char *store;
-	int rc;
-
+	*store = NULL;
 	if (!event_name_ok(event))
 		return artifs_error(ARTIFS_EINVAL, "invalid hook event '%s'", event ? event : "");
 	if (!store_dir || !*store_dir)
 		return artifs_error(ARTIFS_EINVAL, "no store directory for hooks");
-	if (!(store = absolute_path(store_dir)))
+	if (!(*store = absolute_path(store_dir)))
 		return artifs_error(-errno, "cannot resolve '%s': %s", store_dir, strerror(errno));
-	if (!(rc = list_hooks(&names, store, event)))
+	return list_hooks(names, *store, event);
+}
+
+int artifs_hooks_exist(const char *store_dir, const char *event)
+{
+	struct strv names = { 0 };
+	char *store;
+	int rc = find_hooks(store_dir, event, &store, &names);
+
+	if (!rc)
 		rc = names.n > 0;
 	strv_release(&names);
 	free(store);
@@ -698,15 +705,7 @@ int artifs_hooks_run(const char *store_dir, const char *event, const artifs_hook
 	out->n = 0;
 	if (!o)
 		o = &defaults;
-	if (!event_name_ok(event))
-		return artifs_error(ARTIFS_EINVAL, "invalid hook event '%s'", event ? event : "");
-	if (!store_dir || !*store_dir)
-		return artifs_error(ARTIFS_EINVAL, "no store directory for hooks");
-	if (!(store = absolute_path(store_dir))) {
-		rc = artifs_error(-errno, "cannot resolve '%s': %s", store_dir, strerror(errno));
-		goto done;
-	}
-	if ((rc = list_hooks(&names, store, event)) || !names.n)
+	if ((rc = find_hooks(store_dir, event, &store, &names)) || !names.n)
 		goto done;
 	if ((rc = build_env(&env, store, event, o->env)))
 		goto done;
