@@ -242,6 +242,9 @@ uint64_t fs_map_off(artifs_fs *fs, const void *p);
 void fs_fetch(artifs_fs *fs, const void *p, size_t len);
 /* Queue data.mdb range [off, off+len) for the workers. */
 void fs_prefetch_range(artifs_fs *fs, uint64_t off, uint64_t len);
+/* Queue data.mdb range [lo, hi) for a staging buffer (fs_stage_load's arguments). */
+void fs_prefetch_stage(artifs_fs *fs, uint64_t lo, uint64_t hi, uint64_t want,
+	const artifs_oid *first);
 
 /*
  * Staging buffers for cold chunks (stage.c), read with O_DIRECT.
@@ -256,13 +259,6 @@ void fs_prefetch_range(artifs_fs *fs, uint64_t off, uint64_t len);
  */
 #define FS_STAGE_SLOT ((size_t)1 << 20)
 #define FS_STAGE_SLOTS 128
-/*
- * Only the chunks of files up to this size are staged.  A big file read
- * front to back is better served by the kernel's read-ahead into the page
- * cache (bigger and more reads in flight): cold 2 GiB file, 1.7-1.8 GB/s
- * that way against 1.2-1.3 GB/s staged in 1 MiB O_DIRECT reads.
- */
-#define FS_STAGE_FILE_MAX ((uint64_t)8 << 20)
 int fs_stage_start(artifs_fs *fs);
 /* Does the chunk at map address d own its pages (an LMDB overflow value)? */
 static inline int fs_stage_whole(const uint8_t *d, size_t dl)
@@ -270,6 +266,8 @@ static inline int fs_stage_whole(const uint8_t *d, size_t dl)
 	return ((uintptr_t)d & 4095) == 16 && dl <= FS_STAGE_SLOT - 4096;
 }
 void fs_stage_stop(artifs_fs *fs);
+/* Are there staging buffers, and do O_DIRECT reads work? */
+int fs_stage_on(artifs_fs *fs);
 void fs_stage_load(artifs_fs *fs, uint64_t lo, uint64_t hi, uint64_t want, const artifs_oid *first);
 const uint8_t *fs_stage_get(artifs_fs *fs, const uint8_t *d, size_t dl, int *slot, int *missed);
 void fs_stage_put(artifs_fs *fs, int slot, size_t served);

@@ -539,10 +539,24 @@ static void prefetch_next_dirs(artifs_fs *fs, MDB_txn *txn, const fs_node *d)
 
 #define READ_AHEAD (64u << 20)	/* how far the store is read ahead of a reader */
 
+/* Queue one run of read_ahead(): for a staging buffer, or into the page cache. */
+static void flush(artifs_fs *fs, uint64_t lo, uint64_t hi, int stage, uint64_t want,
+	const artifs_oid *first)
+{
+	if (!hi)
+		return;
+	if (stage)
+		fs_prefetch_stage(fs, lo, hi, want, first);
+	else
+		fs_prefetch_range(fs, lo, hi - lo);
+}
+
 /*
  * Read ahead in the store for a sequential reader of a big file: queue the
- * chunks in [end, end + READ_AHEAD) that are not in memory,
- * merging chunks that lie next to each other in the map into one request
+ * chunks in [end, end + READ_AHEAD) that are not in memory for staging
+ * buffers (stage.c; runs of whole chunks up to a buffer's size), or into
+ * the page cache when there are none, merging chunks that lie next to each
+ * other in the map into one request
  * (a commit writes a file's chunks in order, so they mostly do).  Each
  * stretch of the file is examined once (n->ra_end); a reader that jumps
  * around gets none.
@@ -551,7 +565,9 @@ static void read_ahead(artifs_fs *fs, MDB_txn *txn, fs_node *n, const artifs_blo
 	uint64_t off, uint64_t end)
 {
 	uint64_t from = __atomic_load_n(&n->ra_end, __ATOMIC_RELAXED), to = end + READ_AHEAD;
-	uint64_t lo = 0, hi = 0;
+	uint64_t lo = 0, hi = 0, want = 0;
+	int stage = fs_stage_on(fs);
+	artifs_oid first;
 
 	if (from >= end + READ_AHEAD / 2)
 		return;			/* enough asked for already */
@@ -575,18 +591,26 @@ static void read_ahead(artifs_fs *fs, MDB_txn *txn, fs_node *n, const artifs_blo
 			continue;
 		a = fs_map_off(fs, d) & ~(uint64_t)4095;
 		e = fs_map_off(fs, d) + dl;
-		if (hi && a >= lo && a <= hi + 65536) {
-			if (e > hi)
+		if (stage && !fs_stage_whole(d, dl)) {
+			flush(fs, lo, hi, stage, want, &first);
+			hi = 0;
+			stage = 0;	/* the rest through the page cache */
+		}
+		if (hi && a >= lo && a <= hi + (stage ? 4096 : 65536) &&
+		    (!stage || e - lo <= FS_STAGE_SLOT)) {
+			if (e > hi) {
 				hi = e;		/* adjacent: one larger read */
+				want += dl;
+			}
 			continue;
 		}
-		if (hi)
-			fs_prefetch_range(fs, lo, hi - lo);
+		flush(fs, lo, hi, stage, want, &first);
 		lo = a;
 		hi = e;
+		want = dl;
+		artifs_blob_chunk_id(b, i, &first);
 	}
-	if (hi)
-		fs_prefetch_range(fs, lo, hi - lo);
+	flush(fs, lo, hi, stage, want, &first);
 }
 
 /* A read of n met a chunk nobody had fetched: start on the files next to it, if small. */
@@ -672,7 +696,7 @@ again:
 			goto fail;
 		staged = NULL;
 		slot = -1;
-		if (fs->stage && n->size <= FS_STAGE_FILE_MAX && npin < IOV_STACK) {
+		if (fs->stage && npin < IOV_STACK) {
 			int missed = 0;
 
 			staged = fs_stage_get(fs, d, dl, &slot, &missed);

@@ -13,7 +13,8 @@
  *  - fs_fetch() reads one range now, in the caller (a chunk about to be
  *    verified);
  *  - fs_prefetch_range() queues a range for the worker threads (read-ahead
- *    of a big file);
+ *    of a big file when there are no staging buffers), fs_prefetch_stage()
+ *    a range for a staging buffer (stage.c);
  *  - fs_prefetch_dir() queues a directory: the workers walk its small files
  *    and fetch their chunks.  A commit writes one directory's files one
  *    after another, so they lie densely in the store where a native file
@@ -47,7 +48,7 @@
 #define PF_GAP 65536			/* merge ranges this close */
 #define PF_GROUP 8			/* staging: files a worker takes at a time */
 
-enum { JOB_DIR, JOB_RANGE, JOB_INDEX, JOB_WARM };
+enum { JOB_DIR, JOB_RANGE, JOB_INDEX, JOB_WARM, JOB_STAGE };
 
 #define PF_INDEX_MAX (512ull << 20)	/* warm the index at mount if it is at most this */
 
@@ -55,7 +56,9 @@ struct pf_job {
 	int kind;
 	artifs_oid tree;		/* JOB_DIR: part `part` of PF_WORKERS */
 	uint32_t part;
-	uint64_t off, len;		/* JOB_RANGE: in data.mdb; JOB_INDEX: id bytes [off, len) */
+	uint64_t off, len;		/* JOB_RANGE, JOB_STAGE: in data.mdb; JOB_INDEX: id bytes [off, len) */
+	uint64_t want;			/* JOB_STAGE: chunk bytes in the range, the first `first` */
+	artifs_oid first;
 };
 
 struct artifs_prefetch {
@@ -176,6 +179,25 @@ void fs_prefetch_range(artifs_fs *fs, uint64_t off, uint64_t len)
 		j.len = off + len - o < PF_PIECE ? off + len - o : PF_PIECE;
 		enqueue(pf, &j);
 	}
+	pthread_mutex_unlock(&pf->lock);
+}
+
+void fs_prefetch_stage(artifs_fs *fs, uint64_t lo, uint64_t hi, uint64_t want,
+	const artifs_oid *first)
+{
+	artifs_prefetch *pf = fs->prefetch;
+	struct pf_job j;
+
+	if (!pf || hi <= lo)
+		return;
+	memset(&j, 0, sizeof(j));
+	j.kind = JOB_STAGE;
+	j.off = lo;
+	j.len = hi - lo;
+	j.want = want;
+	j.first = *first;
+	pthread_mutex_lock(&pf->lock);
+	enqueue(pf, &j);
 	pthread_mutex_unlock(&pf->lock);
 }
 
@@ -377,6 +399,8 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&pf->lock);
 		if (j.kind == JOB_RANGE)
 			sink(pf->null_fd, fd, j.off, j.len);
+		else if (j.kind == JOB_STAGE)
+			fs_stage_load(pf->fs, j.off, j.off + j.len, j.want, &j.first);
 		else if (j.kind == JOB_INDEX)
 			run_index(pf, fd, &j);
 		else if (j.kind == JOB_WARM)

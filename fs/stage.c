@@ -11,8 +11,9 @@
  * So a chunk that is not in memory is read with O_DIRECT into one of a
  * fixed set of staging buffers, verified there and replied from there; the
  * buffers are allocated once and reused, so they are never fresh memory.
- * The prefetch workers fill the buffers in the order files are read,
- * waiting for a free one (backpressure).  A reader waits for a buffer being
+ * The prefetch workers fill the buffers in the order files are read, and
+ * ahead of a sequential reader of a big file (ops.c, read_ahead), waiting
+ * for a free one (backpressure).  A reader waits for a buffer being
  * filled with its chunk; a reader whose chunk nobody staged reads it into a
  * free buffer itself, or through the map when none is free: evicting a
  * staged buffer there would throw away what the readers need next, and
@@ -41,6 +42,8 @@
 #include <unistd.h>
 
 #define STALE_MS 200
+#define HUGE ((size_t)2 << 20)
+#define REGION ((size_t)FS_STAGE_SLOTS * FS_STAGE_SLOT)
 #define IDLE_MS 10000	/* buffers all free this long: give their memory back */
 
 static int64_t now_ms(void)
@@ -59,11 +62,13 @@ struct slot {
 	uint64_t lo, hi;		/* data.mdb bytes held: [lo, hi) */
 	uint64_t want, used;		/* chunk bytes it was filled for, served so far */
 	int64_t filled_ms;		/* when filled: the oldest unused goes first */
-	uint8_t *buf;			/* FS_STAGE_SLOT bytes, page-aligned; NULL until first use */
+	uint8_t *buf;			/* FS_STAGE_SLOT bytes in st->region */
 };
 
 struct artifs_stage {
 	int fd;				/* data.mdb, O_DIRECT */
+	uint8_t *region;		/* every slot's buffer: REGION bytes, huge-page aligned */
+	int touched;			/* region has memory behind it (since the last trim) */
 	int off;			/* O_DIRECT reads fail here: everything through the map */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		/* a slot became ready or free */
@@ -76,6 +81,8 @@ int fs_stage_start(artifs_fs *fs)
 {
 	artifs_stage *st;
 	char *path = NULL;
+	uintptr_t a;
+	void *m;
 	int fd;
 
 	if (fs->lazy || getenv("ARTIFS_NO_STAGE"))
@@ -93,6 +100,28 @@ int fs_stage_start(artifs_fs *fs)
 		close(fd);
 		return -ENOMEM;
 	}
+	/*
+	 * One region for all buffers, aligned to and advised for huge pages.
+	 * The disk's request for a buffer of 4 KiB pages carries a segment
+	 * per page, and this block device takes 254 segments: a 1 MiB read
+	 * went as two requests, at 1.3-1.4 GB/s from one thread, against
+	 * 3.6-4.1 GB/s into huge pages (one segment).  The region is only
+	 * address space until a buffer is first filled.
+	 */
+	if ((m = mmap(NULL, REGION + HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			-1, 0)) == MAP_FAILED) {
+		close(fd);
+		free(st);
+		return -ENOMEM;
+	}
+	a = ((uintptr_t)m + HUGE - 1) & ~(uintptr_t)(HUGE - 1);
+	if (a > (uintptr_t)m)
+		munmap(m, a - (uintptr_t)m);
+	munmap((void *)(a + REGION), (uintptr_t)m + HUGE - a);
+	st->region = (uint8_t *)a;
+	madvise(st->region, REGION, MADV_HUGEPAGE);	/* best effort: 4 KiB pages work too */
+	for (int i = 0; i < FS_STAGE_SLOTS; i++)
+		st->slots[i].buf = st->region + (size_t)i * FS_STAGE_SLOT;
 	st->fd = fd;
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->cond, NULL);
@@ -111,9 +140,7 @@ void fs_stage_stop(artifs_fs *fs)
 		(unsigned long long)st->n_hits, (unsigned long long)st->n_loads,
 		(unsigned long long)st->n_waits, (unsigned long long)st->n_evicted,
 		(unsigned long long)st->n_fallbacks);
-	for (int i = 0; i < FS_STAGE_SLOTS; i++)
-		if (st->slots[i].buf)
-			munmap(st->slots[i].buf, FS_STAGE_SLOT);
+	munmap(st->region, REGION);
 	close(st->fd);
 	pthread_mutex_destroy(&st->lock);
 	pthread_cond_destroy(&st->cond);
@@ -183,19 +210,12 @@ static int fill(artifs_stage *st, int i, uint64_t lo, uint64_t hi, uint64_t want
 	s->want = want;
 	s->used = 0;
 	s->pins = 0;
+	st->touched = 1;
 	pthread_mutex_unlock(&st->lock);
-	if (!s->buf) {
-		/* mapped, not malloc'd: a trim gives the memory back for sure */
-		void *m = mmap(NULL, FS_STAGE_SLOT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-			-1, 0);
-
-		s->buf = m == MAP_FAILED ? NULL : m;
-	}
-	if (s->buf)
-		k = pread(st->fd, s->buf, len, (off_t)lo);
+	k = pread(st->fd, s->buf, len, (off_t)lo);
 	err = errno;
 	pthread_mutex_lock(&st->lock);
-	if (k < 0 && s->buf && (err == EINVAL || err == EOPNOTSUPP) &&
+	if (k < 0 && (err == EINVAL || err == EOPNOTSUPP) &&
 	    !__atomic_load_n(&st->off, __ATOMIC_RELAXED)) {
 		/* the file system took O_DIRECT at open but not for reads */
 		__atomic_store_n(&st->off, 1, __ATOMIC_RELAXED);
@@ -212,6 +232,11 @@ static int fill(artifs_stage *st, int i, uint64_t lo, uint64_t hi, uint64_t want
 	st->n_loads++;
 	pthread_cond_broadcast(&st->cond);
 	return 0;
+}
+
+int fs_stage_on(artifs_fs *fs)
+{
+	return fs->stage && !__atomic_load_n(&fs->stage->off, __ATOMIC_RELAXED);
 }
 
 void fs_stage_load(artifs_fs *fs, uint64_t lo, uint64_t hi, uint64_t want, const artifs_oid *first)
@@ -308,25 +333,23 @@ void fs_stage_put(artifs_fs *fs, int slot, size_t served)
 void fs_stage_trim(artifs_fs *fs)
 {
 	artifs_stage *st = fs->stage;
-	uint8_t *bufs[FS_STAGE_SLOTS];
-	int n = 0;
+	int busy = 0;
 
 	if (!st)
 		return;
 	pthread_mutex_lock(&st->lock);
-	if (now_ms() - st->last_ms >= IDLE_MS) {
+	if (st->touched && now_ms() - st->last_ms >= IDLE_MS) {
 		/* what is still staged now was staged for nobody */
 		for (int i = 0; i < FS_STAGE_SLOTS; i++)
 			if (st->slots[i].state == SLOT_LOADING || st->slots[i].pins)
-				n = -1;
-		for (int i = 0; n >= 0 && i < FS_STAGE_SLOTS; i++) {
-			if (st->slots[i].buf)
-				bufs[n++] = st->slots[i].buf;
-			st->slots[i].buf = NULL;
-			st->slots[i].state = SLOT_FREE;
+				busy = 1;
+		if (!busy) {
+			for (int i = 0; i < FS_STAGE_SLOTS; i++)
+				st->slots[i].state = SLOT_FREE;
+			/* under the lock: no buffer is filled while its memory goes */
+			madvise(st->region, REGION, MADV_DONTNEED);
+			st->touched = 0;
 		}
 	}
 	pthread_mutex_unlock(&st->lock);
-	for (int i = 0; i < n; i++)
-		munmap(bufs[i], FS_STAGE_SLOT);
 }
