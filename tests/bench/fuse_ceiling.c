@@ -5,7 +5,8 @@
  * builds, at the depth artifs serves it (datasets/bench/main/large.bin,
  * datasets/bench/main/small/dNNN/fNNNNNN.bin), whose bytes come from one
  * buffer in memory: no store, no look-ups, no hashing.  It is mounted the
- * way artifs mounts (read-only with default_permissions, 1 MiB reads,
+ * way artifs mounts as root (read-only with default_permissions and
+ * allow_other, 1 MiB reads,
  * no-open and no-opendir so the kernel keeps its page and listing caches,
  * readdirplus, infinite timeouts, the same read-ahead on the bdi, a
  * multithreaded loop), so what it reaches is what the kernel's FUSE path
@@ -52,7 +53,15 @@ static int is_dir(fuse_ino_t ino)
 static int ino_stat(fuse_ino_t ino, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
-	st->st_ino = ino;
+	/*
+	 * What a reader gets back looks like artifs's: 64-bit inode numbers
+	 * and a commit's time.  Zero times and small numbers are cheaper for
+	 * the reader itself (Python's os.lstat builds st_*_ns with bignum
+	 * arithmetic), which made this ceiling 10% faster than artifs at warm
+	 * lstat with no request reaching either daemon.
+	 */
+	st->st_ino = (ino_t)(((uint64_t)ino * 0x9e3779b97f4a7c15ull) | (1ull << 62));
+	st->st_atime = st->st_mtime = st->st_ctime = 1795957682;
 	st->st_nlink = 1;
 	if (is_dir(ino)) {
 		st->st_mode = S_IFDIR | 0555;
@@ -287,7 +296,7 @@ static void raise_readahead(void)
 
 int main(int argc, char **argv)
 {
-	static char o[] = "-o", ro[] = "ro,default_permissions,fsname=fuse_ceiling";
+	static char o[] = "-o", ro[] = "ro,default_permissions,allow_other,fsname=fuse_ceiling";
 	char *fargv[] = { argv[0], o, ro, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
 	struct fuse_loop_config *cfg;
