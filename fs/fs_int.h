@@ -50,6 +50,7 @@ typedef struct fs_node {
 	uint8_t flags;			/* ARTIFS_F_* (files) */
 	uint8_t hashed;			/* findable in the table */
 	uint8_t is_ref;			/* FS_VROOT named by a ref (may move) */
+	uint8_t blob_ok;		/* files: the manifest parsed whole once */
 	uint64_t ino;			/* st_ino shown to users */
 	uint64_t size;			/* files, links: bytes; dirs: entries */
 	int64_t time;			/* commit time (seconds) */

@@ -658,7 +658,11 @@ again:
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	if ((rc = fs_blob_load(fs, txn, &n->id, &b)))
+	if (__atomic_load_n(&n->blob_ok, __ATOMIC_RELAXED))
+		rc = artifs_blob_load_again(&b, fs->store, txn, &n->id);
+	else if (!(rc = fs_blob_load(fs, txn, &n->id, &b)))
+		__atomic_store_n(&n->blob_ok, 1, __ATOMIC_RELAXED);
+	if (rc)
 		goto fail;
 	if (b.size != n->size) {
 		rc = artifs_error(ARTIFS_ECORRUPT, "manifest size %llu, tree says %llu",

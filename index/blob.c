@@ -7,7 +7,8 @@
 #include "error.h"
 #include "store_int.h"
 
-int artifs_blob_parse(artifs_blob_view *out, const void *data, size_t len)
+/* The header and the record's length; with `walk`, every offset as well. */
+static int parse(artifs_blob_view *out, const void *data, size_t len, int walk)
 {
 	const uint8_t *p = data;
 	uint64_t prev = 0;
@@ -23,7 +24,7 @@ int artifs_blob_parse(artifs_blob_view *out, const void *data, size_t len)
 	    (len - ARTIFS_BLOB_HDRSZ) % ARTIFS_BLOB_ENTSZ != 0 ||
 	    (b.nchunks == 0) != (b.size == 0))
 		return artifs_error(ARTIFS_ECORRUPT, "malformed file manifest (chunk count)");
-	for (uint32_t i = 0; i < b.nchunks; i++) {
+	for (uint32_t i = 0; walk && i < b.nchunks; i++) {
 		uint64_t off = get_le64(b.entries + (size_t)i * ARTIFS_BLOB_ENTSZ);
 		if ((i == 0 && off != 0) || (i > 0 && off <= prev) || off >= b.size)
 			return artifs_error(ARTIFS_ECORRUPT, "malformed file manifest (offsets)");
@@ -31,6 +32,11 @@ int artifs_blob_parse(artifs_blob_view *out, const void *data, size_t len)
 	}
 	*out = b;
 	return 0;
+}
+
+int artifs_blob_parse(artifs_blob_view *out, const void *data, size_t len)
+{
+	return parse(out, data, len, 1);
 }
 
 uint64_t artifs_blob_chunk_off(const artifs_blob_view *b, uint32_t i)
@@ -89,18 +95,30 @@ int artifs_blob_encode(artifs_buf *out, uint64_t size, const artifs_oid *digest,
 	return 0;
 }
 
-int artifs_blob_load(artifs_blob_view *out, artifs_store *s, MDB_txn *txn, const artifs_oid *id)
+static int load(artifs_blob_view *out, artifs_store *s, MDB_txn *txn, const artifs_oid *id,
+	int walk)
 {
 	MDB_val v;
 	int rc = artifs_store_get(txn, s->blobs, id, &v);
 
 	if (rc)
 		return rc;
-	if ((rc = artifs_blob_parse(out, v.mv_data, v.mv_size))) {
+	if ((rc = parse(out, v.mv_data, v.mv_size, walk))) {
 		char hex[ARTIFS_OID_HEXSZ + 1];
 		return artifs_error(rc, "file manifest %s is corrupt", artifs_oid_fmt(hex, id));
 	}
 	return 0;
+}
+
+int artifs_blob_load(artifs_blob_view *out, artifs_store *s, MDB_txn *txn, const artifs_oid *id)
+{
+	return load(out, s, txn, id, 1);
+}
+
+int artifs_blob_load_again(artifs_blob_view *out, artifs_store *s, MDB_txn *txn,
+	const artifs_oid *id)
+{
+	return load(out, s, txn, id, 0);
 }
 
 int artifs_blob_chunk(const uint8_t **data, size_t *len, artifs_store *s, MDB_txn *txn,
