@@ -236,8 +236,15 @@ int artifs_mount(const artifs_mount_opts *o)
 	inited = 1;
 	fs.poll_ms = o->poll_ms ? o->poll_ms : DEFAULT_POLL_MS;
 
+	/*
+	 * No default_permissions: every node is readable by all (0444, 0555)
+	 * and the mount is read-only, so the kernel's mode checks at every
+	 * path component decide nothing, and they cost: warm lstat of 20,000
+	 * files, 380,000-398,000/s without them against 369,000-371,000/s
+	 * (native 468,000).  The kernel still checks a file's exec bits before
+	 * running it; access() and chdir() come to op_access().
+	 */
 	if ((rc = opt_add(&optlist, "ro", NULL)) ||
-	    (rc = opt_add(&optlist, "default_permissions", NULL)) ||
 	    (rc = opt_add(&optlist, "subtype", "artifs")) ||
 	    (rc = opt_add(&optlist, "fsname", store_real)) ||
 	    (geteuid() == 0 && (rc = opt_add(&optlist, "allow_other", NULL))))

@@ -402,6 +402,28 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 /*
+ * access(2).  The mount has no default_permissions (mount.c): the kernel
+ * checks the exec bits of a file itself before running it, and asks here
+ * for access() and chdir().  Every node is the same for owner, group and
+ * others (0444, 0555, 0777 links), and the mount is read-only.
+ */
+static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	artifs_fs *fs = FS(req);
+	fs_node *n = fs_node_of(fs, ino);
+	struct stat st;
+
+	fill_attr(fs, n, &st);
+	if (mask & W_OK)
+		fuse_reply_err(req, EROFS);
+	else if (((mask & R_OK) && !(st.st_mode & S_IROTH)) ||
+		 ((mask & X_OK) && !(st.st_mode & S_IXOTH)))
+		fuse_reply_err(req, EACCES);
+	else
+		fuse_reply_err(req, 0);
+}
+
+/*
  * With FUSE_NO_OPEN_SUPPORT, ENOSYS tells the kernel to stop sending
  * OPEN at all and to keep the page cache (and readdir cache for
  * directories).  Older kernels get keep_cache on immutable nodes.
@@ -1427,6 +1449,7 @@ const struct fuse_lowlevel_ops artifs_fs_ops = {
 	.forget = op_forget,
 	.forget_multi = op_forget_multi,
 	.getattr = op_getattr,
+	.access = op_access,
 	.open = op_open,
 	.opendir = op_opendir,
 	.readlink = op_readlink,

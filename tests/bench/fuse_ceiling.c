@@ -5,8 +5,8 @@
  * builds, at the depth artifs serves it (datasets/bench/main/large.bin,
  * datasets/bench/main/small/dNNN/fNNNNNN.bin), whose bytes come from one
  * buffer in memory: no store, no look-ups, no hashing.  It is mounted the
- * way artifs mounts as root (read-only with default_permissions and
- * allow_other, 1 MiB reads,
+ * way artifs mounts as root (read-only with allow_other and without
+ * default_permissions, 1 MiB reads,
  * no-open and no-opendir so the kernel keeps its page and listing caches,
  * readdirplus, infinite timeouts, the same read-ahead on the bdi, a
  * multithreaded loop), so what it reaches is what the kernel's FUSE path
@@ -296,7 +296,7 @@ static void raise_readahead(void)
 
 int main(int argc, char **argv)
 {
-	static char o[] = "-o", ro[] = "ro,default_permissions,allow_other,fsname=fuse_ceiling";
+	static char o[] = "-o", ro[] = "ro,allow_other,fsname=fuse_ceiling";
 	char *fargv[] = { argv[0], o, ro, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
 	struct fuse_loop_config *cfg;

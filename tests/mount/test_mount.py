@@ -482,10 +482,10 @@ def test_live_refs(store, mounted, tmp_path):
 
 # ---- 4. every write fails -----------------------------------------------------------------------
 
-def test_writes_fail_erofs(store, mounted, tmp_path):
+def test_writes_fail_erofs(store, mounted, tmp_path, tmp_path_factory):
     src = tmp_path / "src"
     put(src, "f.txt", b"content\n")
-    put(src, "x.sh", b"#!/bin/sh\n", 0o755)
+    put(src, "x.sh", b"#!/bin/sh\necho ran\n", 0o755)
     mkdir(src, "d/e")
     put(src, "d/g.txt", b"g\n")
     symlink(src, "l", "f.txt")
@@ -550,6 +550,27 @@ def test_writes_fail_erofs(store, mounted, tmp_path):
         os.close(fd)
     assert not os.access(f, os.W_OK) and not os.access(d, os.W_OK)
     assert os.access(f, os.R_OK) and os.access(v / "x.sh", os.X_OK)
+    # modes decide what runs (the mount has no default_permissions: the kernel checks
+    # a file's exec bits itself, and access() is answered by the daemon)
+    assert not os.access(f, os.X_OK) and os.access(d, os.X_OK | os.R_OK)
+    assert errno_of(os.execv, f, [str(f)]) == errno.EACCES
+    assert run([v / "x.sh"]).stdout == b"ran\n"
+    # and another user reads, lists and runs what everyone may, and nothing else
+    # (pytest's temporary directories are private: let others through to the mount)
+    top = tmp_path_factory.getbasetemp().parent
+    assert top in M.parents, (top, M)
+    for a in M.parents:
+        os.chmod(a, os.stat(a).st_mode | 0o011)
+        if a == top:
+            break
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    assert run(as_nobody + ["cat", f]).stdout == (src / "f.txt").read_bytes()
+    assert b"g.txt" in run(as_nobody + ["ls", d]).stdout
+    assert run(as_nobody + [v / "x.sh"]).stdout == b"ran\n"
+    p = run(as_nobody + [f], rc=None)
+    assert p.returncode == 126 and b"Permission denied" in p.stderr, p
+    p = run(as_nobody + ["test", "-x", f], rc=None)
+    assert p.returncode == 1, p
     # ordinary tools say so
     for cmd in (["touch", f], ["rm", "-f", f], ["mkdir", v / "t"], ["sh", "-c", 'echo x > "$1"', "sh", f],
                 ["cp", src / "f.txt", v / "copy"], ["mv", f, v / "mv.txt"], ["ln", "-s", "x", v / "ln"]):
