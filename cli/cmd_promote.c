@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "error.h"
 #include "gitops.h"
+#include "hook.h"
 #include "ref.h"
 
 #include <errno.h>
@@ -161,7 +162,7 @@ int cli_env_move(artifs_store *s, const cli_move *m, int *moved)
 	char *dettext = NULL, *notetext = NULL, a[16], b[16], hex[ARTIFS_OID_HEXSZ + 1];
 	cli_hook_info h = { 0 };
 	uint64_t seq = 0;
-	int rc, exists, pub = 1;
+	int rc, exists, pub = 1, pre_hooks, post_hooks;
 
 	*moved = 0;
 	if (!artifs_ref_name_valid(m->env))
@@ -195,10 +196,14 @@ int cli_env_move(artifs_store *s, const cli_move *m, int *moved)
 	h.new_id = &m->target;
 	h.reason = m->reason;
 	h.no_verify = m->no_verify;
-	doc = cli_hook_doc(s, txn, &h);
+	/* no hook: no input to prepare (a diff of the two versions); < 0: firing reports it */
+	pre_hooks = m->no_verify ? 0 : artifs_hooks_exist(artifs_store_path(s), "pre-promote");
+	post_hooks = artifs_hooks_exist(artifs_store_path(s), "post-promote");
+	if (pre_hooks || post_hooks)
+		doc = cli_hook_doc(s, txn, &h);
 	mdb_txn_abort(txn);
 	txn = NULL;
-	if (!m->no_verify && (rc = cli_hooks_fire(s, "pre-promote", doc, &pre))) {
+	if (pre_hooks && (rc = cli_hooks_fire(s, "pre-promote", doc, &pre))) {
 		rc = rc == ARTIFS_EHOOK ?
 			cli_fail("fix what the hook reports, or bypass it with --no-verify (recorded in the history)",
 				"%s of %s to %s refused by a pre-promote hook; %s stays at %s", m->op, m->repo,
@@ -245,11 +250,13 @@ int cli_env_move(artifs_store *s, const cli_move *m, int *moved)
 	fflush(stdout);
 
 	/* after the move: post hooks and the GitOps pin, then one note with both */
-	json_object_set_new(doc, "event", json_string("post-promote"));
-	if ((rc = cli_hooks_fire(s, "post-promote", doc, &post)) && rc != ARTIFS_EHOOK)
-		cli_warn("post-promote hooks could not run: %s", artifs_error_last());
-	else if (rc)
-		cli_warn("a post-promote hook failed; the promotion stands (recorded in the history)");
+	if (post_hooks) {
+		json_object_set_new(doc, "event", json_string("post-promote"));
+		if ((rc = cli_hooks_fire(s, "post-promote", doc, &post)) && rc != ARTIFS_EHOOK)
+			cli_warn("post-promote hooks could not run: %s", artifs_error_last());
+		else if (rc)
+			cli_warn("a post-promote hook failed; the promotion stands (recorded in the history)");
+	}
 	if (m->publish) {
 		pub = cli_gitops_publish(s, m->repo, m->env, m->reason, m->op, &gj);
 		if (pub < 0)
