@@ -233,8 +233,9 @@ void fs_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 int fs_prefetch_start(artifs_fs *fs);
 void fs_prefetch_stop(artifs_fs *fs);
 void fs_prefetch_dir(artifs_fs *fs, const artifs_oid *tree);
-/* Is the page holding p in memory? */
+/* Is the page holding p in memory?  The first and the last of [p, p+len)? */
 int fs_resident(const void *p);
+int fs_resident_range(const void *p, size_t len);
 /* Locate the map of data.mdb (after open and after every remap). */
 void fs_find_map(artifs_fs *fs);
 /* File offset in data.mdb of map address p (inside a transaction). */
@@ -254,7 +255,8 @@ void fs_prefetch_stage(artifs_fs *fs, uint64_t lo, uint64_t hi, uint64_t want,
  * buffer; skipped once `first` has been served: the readers are there).
  * fs_stage_get: the staged bytes of the chunk at map address d (waiting
  * for a buffer being filled with it, or filling a free one; *missed then),
- * NULL when the map should serve it (in memory, or no buffer free); *slot
+ * NULL when the map should serve it (`resident`, from fs_resident_range:
+ * its pages are in memory; or no buffer free); *slot
  * is released with fs_stage_put(fs, slot, bytes served), SIZE_MAX to
  * discard the buffer.
  */
@@ -270,7 +272,8 @@ void fs_stage_stop(artifs_fs *fs);
 /* Are there staging buffers, and do O_DIRECT reads work? */
 int fs_stage_on(artifs_fs *fs);
 void fs_stage_load(artifs_fs *fs, uint64_t lo, uint64_t hi, uint64_t want, const artifs_oid *first);
-const uint8_t *fs_stage_get(artifs_fs *fs, const uint8_t *d, size_t dl, int *slot, int *missed);
+const uint8_t *fs_stage_get(artifs_fs *fs, const uint8_t *d, size_t dl, int resident, int *slot,
+	int *missed);
 void fs_stage_put(artifs_fs *fs, int slot, size_t served);
 /* Give the buffers' memory back when none has been filled for a while (the poller). */
 void fs_stage_trim(artifs_fs *fs);

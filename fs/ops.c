@@ -620,7 +620,7 @@ static void read_ahead(artifs_fs *fs, MDB_txn *txn, fs_node *n, const artifs_blo
 
 		if (artifs_blob_chunk(&d, &dl, fs->store, txn, b, i, 0))
 			break;
-		if (fs_resident(d) && fs_resident(d + dl - 1))
+		if (fs_resident_range(d, dl))
 			continue;
 		a = fs_map_off(fs, d) & ~(uint64_t)4095;
 		e = fs_map_off(fs, d) + dl;
@@ -668,7 +668,7 @@ static void op_read_body(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	uint64_t pos = (uint64_t)off, end;
 	struct { int slot; size_t len; } pins[IOV_STACK];	/* staging buffers replied from */
 	size_t npin = 0;
-	int rc, cold = 0, fetches = 0, slot;
+	int rc, cold = 0, fetches = 0, slot, resident;
 	const uint8_t *staged;
 
 	(void)fi;
@@ -733,10 +733,12 @@ again:
 			goto fail;
 		staged = NULL;
 		slot = -1;
-		if (fs->stage && npin < IOV_STACK) {
+		resident = -1;	/* asked once: mincore() was 6% of a first read's daemon time */
+		if (fs->stage && npin < IOV_STACK && fs_stage_whole(d, dl)) {
 			int missed = 0;
 
-			staged = fs_stage_get(fs, d, dl, &slot, &missed);
+			resident = fs_resident_range(d, dl);
+			staged = fs_stage_get(fs, d, dl, resident, &slot, &missed);
 			if (missed)
 				cold_chunk(fs, txn, n, &cold);
 			if (staged) {
@@ -756,7 +758,9 @@ again:
 		}
 		if (!staged && verify) {
 			/* first touch of this chunk: pull it in whole, then check it */
-			if (!fs_resident(d) || !fs_resident(d + dl - 1)) {
+			if (resident < 0)
+				resident = fs_resident_range(d, dl);
+			if (!resident) {
 				fs_fetch(fs, d, dl);	/* one read, not a fault per page */
 				cold_chunk(fs, txn, n, &cold);
 			}

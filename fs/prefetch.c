@@ -84,6 +84,11 @@ int fs_resident(const void *p)
 	return mincore((void *)a, 1, &v) == 0 && (v & 1);
 }
 
+int fs_resident_range(const void *p, size_t len)
+{
+	return fs_resident(p) && (len <= 1 || fs_resident((const uint8_t *)p + len - 1));
+}
+
 /* Read [off, off+len) of data.mdb into the page cache; the bytes go nowhere. */
 static void sink(int null_fd, int fd, uint64_t off, uint64_t len)
 {
@@ -247,7 +252,7 @@ static void pull_run(artifs_prefetch *pf, int fd, uint64_t lo, uint64_t hi, uint
 {
 	artifs_fs *fs = pf->fs;
 
-	if (fs_resident(d0) && fs_resident(d1 - 1))
+	if (fs_resident_range(d0, (size_t)(d1 - d0)))
 		return;
 	if (!fs->stage || !want || hi - lo > FS_STAGE_SLOT)
 		sink(pf->null_fd, fd, lo, hi - lo);
@@ -311,7 +316,7 @@ static void run_dir(artifs_prefetch *pf, int fd, const struct pf_job *j)
 			if (artifs_blob_chunk(&d, &dl, fs->store, txn, &b, c, 0))
 				break;
 			/* staging checks a run at once (pull_run): two mincore() calls, not two a chunk */
-			if (!fs->stage && fs_resident(d) && fs_resident(d + dl - 1))
+			if (!fs->stage && fs_resident_range(d, dl))
 				continue;
 			a = fs_map_off(fs, d) & ~(uint64_t)4095;
 			e = fs_map_off(fs, d) + dl;

@@ -275,7 +275,8 @@ void fs_stage_load(artifs_fs *fs, uint64_t lo, uint64_t hi, uint64_t want, const
 	pthread_mutex_unlock(&st->lock);
 }
 
-const uint8_t *fs_stage_get(artifs_fs *fs, const uint8_t *d, size_t dl, int *slot, int *missed)
+const uint8_t *fs_stage_get(artifs_fs *fs, const uint8_t *d, size_t dl, int resident, int *slot,
+	int *missed)
 {
 	artifs_stage *st = fs->stage;
 	uint64_t off;
@@ -285,7 +286,7 @@ const uint8_t *fs_stage_get(artifs_fs *fs, const uint8_t *d, size_t dl, int *slo
 	*missed = 0;
 	/* in memory already (or not a chunk of its own): the map is cheaper */
 	if (!st || __atomic_load_n(&st->off, __ATOMIC_RELAXED) || !fs_stage_whole(d, dl) ||
-	    (fs_resident(d) && fs_resident(d + dl - 1)))
+	    resident)
 		return NULL;
 	off = fs_map_off(fs, d);
 	pthread_mutex_lock(&st->lock);
