@@ -878,6 +878,11 @@ def test_cold_reads_are_staged(store, mounter, tmp_path):
     want["d00/dup.bin"] = want["d00/f00012.bin"]
     want["big/big.bin"] = rnd.randbytes(3 * MiB + 123)
     put(src, "big/big.bin", want["big/big.bin"])
+    # and one big enough to be staged ahead of its readers (read-ahead), with a
+    # repeated block so that some of its chunks lie elsewhere in the store
+    block = rnd.randbytes(2 * MiB)
+    want["big/huge.bin"] = rnd.randbytes(17 * MiB) + block + rnd.randbytes(9 * MiB) + block + b"end"
+    put(src, "big/huge.bin", want["big/huge.bin"])
     store.create("dataset", "cold")
     cid = store.commit("datasets/cold", src, "v")
     evict(store.store / "data.mdb")
