@@ -256,7 +256,8 @@ void fs_prefetch_stage(artifs_fs *fs, uint64_t lo, uint64_t hi, uint64_t want,
  * fs_stage_get: the staged bytes of the chunk at map address d (waiting
  * for a buffer being filled with it, or filling a free one; *missed then),
  * NULL when the map should serve it (`resident`, from fs_resident_range:
- * its pages are in memory; or no buffer free); *slot
+ * its pages are in memory; or no buffer free; or none holds it and not
+ * `may_fill`); *slot
  * is released with fs_stage_put(fs, slot, bytes served), SIZE_MAX to
  * discard the buffer.
  */
@@ -272,8 +273,8 @@ void fs_stage_stop(artifs_fs *fs);
 /* Are there staging buffers, and do O_DIRECT reads work? */
 int fs_stage_on(artifs_fs *fs);
 void fs_stage_load(artifs_fs *fs, uint64_t lo, uint64_t hi, uint64_t want, const artifs_oid *first);
-const uint8_t *fs_stage_get(artifs_fs *fs, const uint8_t *d, size_t dl, int resident, int *slot,
-	int *missed);
+const uint8_t *fs_stage_get(artifs_fs *fs, const uint8_t *d, size_t dl, int resident,
+	int may_fill, int *slot, int *missed);
 void fs_stage_put(artifs_fs *fs, int slot, size_t served);
 /* Give the buffers' memory back when none has been filled for a while (the poller). */
 void fs_stage_trim(artifs_fs *fs);

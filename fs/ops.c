@@ -573,6 +573,24 @@ static void flush(artifs_fs *fs, uint64_t lo, uint64_t hi, int stage, uint64_t w
 		fs_prefetch_range(fs, lo, hi - lo);
 }
 
+#define RA_SEEN 1024		/* chunks a read-ahead round remembers (a power of two) */
+
+/* Was map offset a asked for already in this round?  Remembers it if not. */
+static int asked_before(uint64_t *seen, uint64_t a)
+{
+	size_t h = (size_t)(((a >> 12) * 0x9e3779b97f4a7c15ull) >> 54) & (RA_SEEN - 1);
+
+	for (size_t k = 0; k < RA_SEEN; k++, h = (h + 1) & (RA_SEEN - 1)) {
+		if (seen[h] == a + 1)
+			return 1;
+		if (!seen[h]) {
+			seen[h] = a + 1;
+			return 0;
+		}
+	}
+	return 0;		/* full: ask again */
+}
+
 /*
  * Read ahead in the store for a sequential reader of a big file: queue the
  * chunks in [end, end + READ_AHEAD) that are not in memory for staging
@@ -582,14 +600,20 @@ static void flush(artifs_fs *fs, uint64_t lo, uint64_t hi, int stage, uint64_t w
  * (a commit writes a file's chunks in order, so they mostly do).  Each
  * stretch of the file is examined once (n->ra_end); a reader that jumps
  * around gets none.
+ *
+ * A chunk that comes again in a file (zeros, a copied tensor) is asked for
+ * once a round, and one served before goes into the page cache, where its
+ * next uses find it: staged, a staging run that began with a chunk already
+ * served was dropped (the reader is past it, stage.c assumes), and the
+ * reader read each repeat itself, 522-541 of a model-like file's 3,666.
  */
 static void read_ahead(artifs_fs *fs, MDB_txn *txn, fs_node *n, const artifs_blob_view *b,
 	uint64_t off, uint64_t end)
 {
 	uint64_t from = __atomic_load_n(&n->ra_end, __ATOMIC_RELAXED), to = end + READ_AHEAD;
-	uint64_t lo = 0, hi = 0, want = 0;
-	int stage = fs_stage_on(fs);
-	artifs_oid first;
+	uint64_t lo = 0, hi = 0, want = 0, seen[RA_SEEN];
+	int can_stage = fs_stage_on(fs), stage = 0, mode;
+	artifs_oid first, cid;
 	uint32_t i;
 
 	if (from >= end + READ_AHEAD / 2)
@@ -603,6 +627,7 @@ static void read_ahead(artifs_fs *fs, MDB_txn *txn, fs_node *n, const artifs_blo
 	if (from >= to)
 		return;
 	__atomic_store_n(&n->ra_end, to, __ATOMIC_RELAXED);
+	memset(seen, 0, sizeof(seen));
 	/*
 	 * The chunk holding `from` was asked for already: by the last round
 	 * (which took every chunk starting before its end), or by the read
@@ -624,12 +649,11 @@ static void read_ahead(artifs_fs *fs, MDB_txn *txn, fs_node *n, const artifs_blo
 			continue;
 		a = fs_map_off(fs, d) & ~(uint64_t)4095;
 		e = fs_map_off(fs, d) + dl;
-		if (stage && !fs_stage_whole(d, dl)) {
-			flush(fs, lo, hi, stage, want, &first);
-			hi = 0;
-			stage = 0;	/* the rest through the page cache */
-		}
-		if (hi && a >= lo && a <= hi + (stage ? 4096 : 65536) &&
+		if (asked_before(seen, a))
+			continue;
+		artifs_blob_chunk_id(b, i, &cid);
+		mode = can_stage && fs_stage_whole(d, dl) && !fs_verified(fs, &cid);
+		if (hi && mode == stage && a >= lo && a <= hi + (stage ? 4096 : 65536) &&
 		    (!stage || e - lo <= FS_STAGE_SLOT)) {
 			if (e > hi) {
 				hi = e;		/* adjacent: one larger read */
@@ -641,7 +665,8 @@ static void read_ahead(artifs_fs *fs, MDB_txn *txn, fs_node *n, const artifs_blo
 		lo = a;
 		hi = e;
 		want = dl;
-		artifs_blob_chunk_id(b, i, &first);
+		first = cid;
+		stage = mode;
 	}
 	flush(fs, lo, hi, stage, want, &first);
 }
@@ -737,8 +762,9 @@ again:
 		if (fs->stage && npin < IOV_STACK && fs_stage_whole(d, dl)) {
 			int missed = 0;
 
+			/* a chunk served before is read into the page cache, for its next uses */
 			resident = fs_resident_range(d, dl);
-			staged = fs_stage_get(fs, d, dl, resident, &slot, &missed);
+			staged = fs_stage_get(fs, d, dl, resident, verify, &slot, &missed);
 			if (missed)
 				cold_chunk(fs, txn, n, &cold);
 			if (staged) {
@@ -768,6 +794,8 @@ again:
 			if ((rc = artifs_blob_chunk(&d, &dl, fs->store, txn, &b, i, 1)))
 				goto fail;
 			fs_set_verified(fs, &cid);
+		} else if (!staged && (resident == 0 || (resident < 0 && !fs_resident_range(d, dl)))) {
+			fs_fetch(fs, d, dl);	/* one read, not a fault per page */
 		}
 		if (niov == cap) {
 			struct iovec *nv = malloc(2 * cap * sizeof(*nv));

@@ -275,8 +275,8 @@ void fs_stage_load(artifs_fs *fs, uint64_t lo, uint64_t hi, uint64_t want, const
 	pthread_mutex_unlock(&st->lock);
 }
 
-const uint8_t *fs_stage_get(artifs_fs *fs, const uint8_t *d, size_t dl, int resident, int *slot,
-	int *missed)
+const uint8_t *fs_stage_get(artifs_fs *fs, const uint8_t *d, size_t dl, int resident,
+	int may_fill, int *slot, int *missed)
 {
 	artifs_stage *st = fs->stage;
 	uint64_t off;
@@ -297,6 +297,10 @@ const uint8_t *fs_stage_get(artifs_fs *fs, const uint8_t *d, size_t dl, int resi
 			st->n_waits++;
 			pthread_cond_wait(&st->cond, &st->lock);
 			continue;
+		}
+		if (!may_fill) {
+			pthread_mutex_unlock(&st->lock);
+			return NULL;
 		}
 		if ((i = claim(st, -1)) < 0 ||
 		    (*missed = 1, fill(st, i, off & ~(uint64_t)4095, off + dl, dl))) {
