@@ -758,7 +758,7 @@ again:
 			goto fail;
 		staged = NULL;
 		slot = -1;
-		resident = -1;	/* asked once: mincore() was 6% of a first read's daemon time */
+		resident = -1;	/* not asked yet: mincore() once a chunk */
 		if (fs->stage && npin < IOV_STACK && fs_stage_whole(d, dl)) {
 			int missed = 0;
 
@@ -782,20 +782,22 @@ again:
 				}
 			}
 		}
-		if (!staged && verify) {
-			/* first touch of this chunk: pull it in whole, then check it */
-			if (resident < 0)
+		if (!staged) {
+			/* a chunk served before is only checked when staging asked already */
+			if (resident < 0 && verify)
 				resident = fs_resident_range(d, dl);
-			if (!resident) {
+			if (resident == 0) {
 				fs_fetch(fs, d, dl);	/* one read, not a fault per page */
-				cold_chunk(fs, txn, n, &cold);
+				if (verify)
+					cold_chunk(fs, txn, n, &cold);
 			}
+		}
+		if (!staged && verify) {
+			/* first touch of this chunk: in memory whole now, check it */
 			fs_populate(d, dl);	/* measured: ~5% on a first read */
 			if ((rc = artifs_blob_chunk(&d, &dl, fs->store, txn, &b, i, 1)))
 				goto fail;
 			fs_set_verified(fs, &cid);
-		} else if (!staged && (resident == 0 || (resident < 0 && !fs_resident_range(d, dl)))) {
-			fs_fetch(fs, d, dl);	/* one read, not a fault per page */
 		}
 		if (niov == cap) {
 			struct iovec *nv = malloc(2 * cap * sizeof(*nv));
