@@ -519,10 +519,20 @@ void fs_guard_recover(artifs_fs *fs, fs_guard *g)
 
 int fs_check(artifs_fs *fs, MDB_txn *txn, char kind, const artifs_oid *id)
 {
+	const void *d;
+	size_t len;
 	int rc;
 
 	if (fs_verified(fs, id))
 		return 0;
+	/*
+	 * The map is read without read-ahead, so a cold record of many pages
+	 * (a big file's manifest: 24 KiB per GiB) came in one fault and one
+	 * disk read per page; one read brings it whole.
+	 */
+	if (!artifs_object_get(fs->store, txn, kind, id, &d, &len) && len > 8192 &&
+	    !fs_resident_range(d, len))
+		fs_fetch(fs, d, len);
 	if ((rc = artifs_object_check(fs->store, txn, kind, id)))
 		return rc;
 	fs_set_verified(fs, id);

@@ -421,10 +421,28 @@ static int write_failed(MDB_env *env, int rc)
 	return artifs_error_lmdb(rc, "cannot commit transaction");
 }
 
+static MDB_dbi object_dbi(artifs_store *s, char kind)
+{
+	return kind == 'T' ? s->trees : kind == 'B' ? s->blobs : kind == 'C' ? s->commits :
+		s->labelsets;
+}
+
+int artifs_object_get(artifs_store *s, MDB_txn *txn, char kind, const artifs_oid *id,
+	const void **data, size_t *len)
+{
+	MDB_val v;
+	int rc = artifs_store_get(txn, object_dbi(s, kind), id, &v);
+
+	if (rc)
+		return rc;
+	*data = v.mv_data;
+	*len = v.mv_size;
+	return 0;
+}
+
 int artifs_object_check(artifs_store *s, MDB_txn *txn, char kind, const artifs_oid *id)
 {
-	MDB_dbi dbi = kind == 'T' ? s->trees : kind == 'B' ? s->blobs : kind == 'C' ? s->commits :
-		s->labelsets;
+	MDB_dbi dbi = object_dbi(s, kind);
 	const char *what = kind == 'T' ? "tree" : kind == 'B' ? "file manifest" :
 		kind == 'C' ? "commit" : "labelset";
 	char hex[ARTIFS_OID_HEXSZ + 1];

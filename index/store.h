@@ -106,6 +106,10 @@ int artifs_store_grow(artifs_store *s, size_t need);
  */
 int artifs_object_check(artifs_store *s, MDB_txn *txn, char kind, const artifs_oid *id);
 
+/* The stored bytes of record `id` of `kind` (as above), unchecked, valid while txn lives. */
+int artifs_object_get(artifs_store *s, MDB_txn *txn, char kind, const artifs_oid *id,
+	const void **data, size_t *len);
+
 /*
  * Chunks by id, for a cache of another store's chunks (the lazy mount):
  * has (1 or 0), put (checked as artifs_store_put: 0 new, 1 already there),
