@@ -13,8 +13,9 @@
  * allows any daemon, and the gap between it and artifs is artifs's own
  * cost.
  *
- * usage: fuse_ceiling MOUNTPOINT LARGE_BYTES NSMALL SMALL_BYTES [READAHEAD_KB]
- *        (stays in the foreground; unmount with fusermount3 -u)
+ * usage: fuse_ceiling MOUNTPOINT LARGE_BYTES NSMALL SMALL_BYTES [READAHEAD_KB [LARGE_NAME]]
+ *        (stays in the foreground; unmount with fusermount3 -u; the large
+ *        file is large.bin unless named)
  */
 #define FUSE_USE_VERSION 314
 
@@ -41,7 +42,7 @@ enum {
 static uint64_t large_bytes, small_bytes;
 static uint32_t nsmall;
 static unsigned int readahead_kb = 2048;
-static const char *mountpoint;
+static const char *mountpoint, *large_name = "large.bin";
 static unsigned char *data;
 
 static int is_dir(fuse_ino_t ino)
@@ -96,7 +97,7 @@ static fuse_ino_t child(fuse_ino_t ino, uint32_t k, char *name, size_t size)
 	if (ino == INO_MAIN) {
 		if (k > 1)
 			return 0;
-		snprintf(name, size, "%s", k ? "small" : "large.bin");
+		snprintf(name, size, "%s", k ? "small" : large_name);
 		return k ? INO_SMALL : INO_LARGE;
 	}
 	if (ino == INO_SMALL) {
@@ -143,7 +144,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ino = INO_BENCH;
 	else if (parent == INO_BENCH && !strcmp(name, "main"))
 		ino = INO_MAIN;
-	else if (parent == INO_MAIN && !strcmp(name, "large.bin"))
+	else if (parent == INO_MAIN && !strcmp(name, large_name))
 		ino = INO_LARGE;
 	else if (parent == INO_MAIN && !strcmp(name, "small"))
 		ino = INO_SMALL;
@@ -305,8 +306,8 @@ int main(int argc, char **argv)
 	int rc;
 
 	if (argc < 5) {
-		fprintf(stderr, "usage: %s MOUNTPOINT LARGE_BYTES NSMALL SMALL_BYTES [READAHEAD_KB]\n",
-			argv[0]);
+		fprintf(stderr, "usage: %s MOUNTPOINT LARGE_BYTES NSMALL SMALL_BYTES "
+			"[READAHEAD_KB [LARGE_NAME]]\n", argv[0]);
 		return 2;
 	}
 	mountpoint = argv[1];
@@ -315,6 +316,8 @@ int main(int argc, char **argv)
 	small_bytes = strtoull(argv[4], NULL, 10);
 	if (argc > 5)
 		readahead_kb = (unsigned int)strtoul(argv[5], NULL, 10);
+	if (argc > 6 && argv[6][0] && strlen(argv[6]) < 24 && !strchr(argv[6], '/'))
+		large_name = argv[6];
 	if (!(data = malloc(BUF)))
 		return 1;
 	for (size_t i = 0; i < BUF; i += 8) {	/* xorshift: bytes that do not compress */

@@ -13,7 +13,11 @@ run.  Cases:
   5  reads through each tool's FUSE mount and natively: large file cold and
      warm, small files cold and warm (two reader processes), lstat of every
      file, find(1) of the tree, time from starting the daemon to the first
-     byte.  Cold: page cache dropped and the daemon started afresh.
+     byte.  Cold: page cache dropped and the daemon started afresh.  The
+     same cases run against fuse_ceiling.c (mount_bench.py), the same tree
+     served from memory by a minimal FUSE daemon mounted like artifs: what
+     any FUSE file system reaches here, so a read goal the ceiling itself
+     misses is out of reach for every FUSE mount on this machine.
   6  peak RSS of each ingest (/usr/bin/time -v) and of each mount daemon
      (VmHWM; the peak of RssAnon is sampled too, since VmHWM counts mapped
      file pages the kernel could drop)
@@ -30,7 +34,7 @@ script beside it) and prints the markdown.  Needs root (drop_caches, FUSE)
 and the peer tools installed (tests/bench/run.sh installs them).
 
 usage: peers.py --artifs BIN [--quick] [--workdir DIR] [--out DIR] [--keep]
-                [--seed N] [--repeat N]
+                [--seed N] [--repeat N] [--no-ceiling]
 """
 
 import argparse
@@ -47,12 +51,18 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from mount_bench import build_ceiling  # noqa: E402  (fuse_ceiling.c, compiled into the work dir)
 KiB, MiB = 1 << 10, 1 << 20
 BUF = 1 << 20
 
 INGEST_TOOLS = ["artifs", "restic", "borg", "squashfs", "git-lfs", "ostree"]
 VERSION_TOOLS = ["artifs", "restic", "borg", "git-lfs", "ostree"]
 MOUNT_TOOLS = ["artifs", "squashfuse_ll", "restic", "borg", "native"]
+# fuse_ceiling.c (mount_bench.py): the same tree served from memory by a
+# minimal FUSE daemon mounted like artifs; what any FUSE file system reaches
+# here, so a goal it misses is out of reach for every FUSE mount
+REFS = ["ceiling"]
 COLORS = {"artifs": "#7b2cbf", "restic": "#2a9d8f", "borg": "#56b4e9", "squashfs": "#e69f00",
           "squashfuse_ll": "#e69f00", "git-lfs": "#d8c400", "ostree": "#0072b2", "native": "#666666"}
 
@@ -214,6 +224,8 @@ class Ctx:
         })
         self.env.pop("ARTIFS_STORE", None)
         self.seq = 0
+        self.ceiling = None         # the fuse_ceiling binary, if built
+        self.ceiling_args = None    # large bytes, small files, small bytes, large name
 
     def repo(self, tool, case):
         return os.path.join(self.repos, tool, case)
@@ -481,6 +493,11 @@ def mount_spec(ctx, tool, case, label, restic_ids):
     if tool == "squashfuse_ll":
         exe = shutil.which("squashfuse_ll") or "squashfuse"
         return [exe, "-f", os.path.join(ctx.repo("squashfs", case), "image.sqfs"), mp], mp, mp
+    if tool == "ceiling":
+        large, nsmall, small, name = ctx.ceiling_args
+        root = os.path.join(mp, "datasets", "bench", "main")
+        return ([ctx.ceiling, mp, str(large), str(nsmall), str(small), "2048", name], mp,
+                os.path.join(root, "small") if case == "small" else root)
     raise ValueError(tool)
 
 
@@ -842,11 +859,33 @@ def report(R):
             fratio(rs["native"]), mark(rs["squashfuse_ll"], 2), mark(rs["restic"], 5), mark(rs["borg"], 5)))
     w("")
 
+    C = M.get("ceiling")
+    if C:
+        w("Against the FUSE ceiling: `fuse_ceiling.c` (from `mount_bench.py`) serves the same tree "
+          "(same paths, file count and sizes) from one buffer in memory, mounted the way artifs "
+          "mounts, in the same rounds: the most any FUSE file system reaches on this machine and "
+          "kernel.  Where the ceiling itself is short of a goal, no FUSE daemon can meet it here.")
+        w("")
+        w("| case | unit | ceiling | artifs | artifs % of ceiling | ceiling x native | ceiling x squashfuse_ll "
+          "(2x) | ceiling x restic (5x) | ceiling x borg (5x) |")
+        w("|---|---|---|---|---|---|---|---|---|")
+        for key, label, unit, hib in READ_CASES:
+            c, av = C.get(key), a.get(key)
+            pct = None
+            if c and av:
+                pct = 100.0 * (av / c if hib else c / av)
+            cr = {t: ratio((M.get(t) or {}).get(key), c, hib) for t in MOUNT_TOOLS}
+            w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                label, unit, fnum(c, unit), fnum(av, unit), "%.0f%%" % pct if pct is not None else "-",
+                fratio(cr["native"]), mark(cr["squashfuse_ll"], 2), mark(cr["restic"], 5),
+                mark(cr["borg"], 5)))
+        w("")
+
     w("Spread over the rounds (worst-best):")
     w("")
     for key, label, unit, hib in READ_CASES:
         cells = []
-        for t in MOUNT_TOOLS:
+        for t in MOUNT_TOOLS + REFS:
             v = ((M.get(t) or {}).get("runs") or {}).get(key)
             if v:
                 lo, hi = (min(v), max(v)) if hib else (max(v), min(v))
@@ -937,12 +976,16 @@ def compute_goals(R):
                   "measured": "%s s of %s s: %s" % (fnum(same, "s"), fnum(first and first["time"], "s"),
                                                      "%.2f%%" % pct if pct is not None else "-"),
                   "met": pct is not None and pct < 5})
-    a = M.get("artifs") or {}
+    a, c = M.get("artifs") or {}, M.get("ceiling")
     for peer, g in (("squashfuse_ll", 2), ("restic", 5), ("borg", 5)):
         x = M.get(peer) or {}
-        rs = [(label, ratio(x.get(key), a.get(key), hib)) for key, label, _, hib in READ_CASES]
-        met = [l for l, r in rs if r is not None and r >= g]
-        unmet = ["%s %s" % (l, fratio(r)) for l, r in rs if r is None or r < g]
+        rs = [(label, ratio(x.get(key), a.get(key), hib),
+               c and ratio(x.get(key), c.get(key), hib)) for key, label, _, hib in READ_CASES]
+        met = [l for l, r, _ in rs if r is not None and r >= g]
+        unmet = ["%s %s%s" % (l, fratio(r), "" if not c else
+                              " (FUSE ceiling %s%s)" % (fratio(cr), ": out of reach" if cr is not None and cr < g
+                                                        else ""))
+                 for l, r, cr in rs if r is None or r < g]
         goals.append({"goal": "reads >= %gx %s on every read case" % (g, peer),
                       "measured": "%d of %d cases%s" % (len(met), len(rs),
                                                         ("; short: " + "; ".join(unmet)) if unmet else ""),
@@ -1101,6 +1144,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "out"), help="where peers.md/.json/.png go")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--seed", type=int, default=20261129)
+    ap.add_argument("--no-ceiling", action="store_true",
+                    help="skip the FUSE ceiling (fuse_ceiling.c) among the reads")
     ap.add_argument("--repeat", type=int, default=None,
                     help="rounds of the ingests (cases 1, 2) and reads (case 5), the best run reported "
                          "(default 3; 2 with --quick)")
@@ -1142,6 +1187,8 @@ def main():
     R["machine"]["fstype"] = {"ext2/ext3": "ext4"}.get(fst, fst)
     R["machine"]["disk"] = src_dev
     ctx = Ctx(artifs, work)
+    if not args.no_ceiling:
+        ctx.ceiling = build_ceiling(work)
     errors = R["errors"]
 
     def attempt(what, fn):
@@ -1298,11 +1345,12 @@ def main():
                 restic_ids[case] = v
         D = {"files": files, "small_dir": small, "large_dir": large, "large_name": "m0.bin",
              "large_size": os.path.getsize(os.path.join(large, "m0.bin")), "labels": labels}
+        ctx.ceiling_args = (D["large_size"], len(files), P["small_kib"] * KiB, D["large_name"])
         # rounds, each over every tool, so that a slow moment of this shared
         # machine does not fall on one tool only; the best run is reported
         runs, failed = {}, set()
         for rnd in range(args.repeat):
-            for t in MOUNT_TOOLS:
+            for t in MOUNT_TOOLS + (REFS if ctx.ceiling else []):
                 if t in failed:
                     continue
                 log("reads: %s (round %d of %d)" % (t, rnd + 1, args.repeat))
@@ -1313,7 +1361,7 @@ def main():
                 vals, mem = x
                 for k, v in vals.items():
                     runs.setdefault(t, {}).setdefault(k, []).append(v)
-                if t != "native":
+                if t != "native" and t not in REFS:
                     m = R["mount_mem"].setdefault(t, {"hwm": 0, "anon": 0})
                     m["hwm"], m["anon"] = max(m["hwm"], mem["hwm"]), max(m["anon"], mem["anon"])
         for t, kv in runs.items():
