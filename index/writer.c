@@ -243,11 +243,19 @@ static void kicker_stop(artifs_writer *w)
 	k->started = 0;
 }
 
-/* Around a batch's commit; without the thread, commits are as before. */
-static void kick_begin(artifs_writer *w)
+/*
+ * Around a batch's commit; without the thread, commits are as before.  A
+ * small batch (a tag's, a label's, a commit's last few files) goes as it
+ * did: its sync is short, and it needs no thread.
+ */
+#define KICK_MIN ((size_t)4 << 20)
+
+static void kick_begin(artifs_writer *w, const struct batch *b)
 {
 	struct kicker *k = &w->k;
 
+	if (b->arena.len < KICK_MIN)
+		return;
 	pthread_mutex_lock(&k->mu);
 	if (!k->started && mdb_env_get_fd(w->s->env, &k->fd) == 0 &&
 	    pthread_create(&k->th, NULL, kicker_main, k) == 0)
@@ -257,8 +265,10 @@ static void kick_begin(artifs_writer *w)
 	pthread_mutex_unlock(&k->mu);
 }
 
-static void kick_end(artifs_writer *w)
+static void kick_end(artifs_writer *w, const struct batch *b)
 {
+	if (b->arena.len < KICK_MIN)
+		return;
 	pthread_mutex_lock(&w->k.mu);
 	w->k.active--;
 	pthread_mutex_unlock(&w->k.mu);
@@ -307,9 +317,9 @@ retry:
 		goto fail;
 	if (fn && (rc = fn(txn, ctx)))
 		goto fail;
-	kick_begin(w);
+	kick_begin(w, b);
 	rc = artifs_txn_commit(txn);
-	kick_end(w);
+	kick_end(w, b);
 	txn = NULL;
 	if (rc == MDB_MAP_FULL)
 		goto fail;
@@ -370,9 +380,9 @@ static void *committer_main(void *arg)
 				if (rc == MDB_MAP_FULL)
 					rc = 1;
 			} else {
-				kick_begin(w);
+				kick_begin(w, &w->fly);
 				rc = artifs_txn_commit(txn);
-				kick_end(w);
+				kick_end(w, &w->fly);
 				if (rc == MDB_MAP_FULL)
 					rc = 1;
 			}
