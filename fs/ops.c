@@ -607,6 +607,12 @@ static int asked_before(uint64_t *seen, uint64_t a)
  * served was dropped (the reader is past it, stage.c assumes), and the
  * reader read each repeat itself, 522-541 of a model-like file's 3,666.
  */
+/* Has the store been asked for enough ahead of a read ending at `end`? */
+static int ra_enough(fs_node *n, uint64_t end)
+{
+	return __atomic_load_n(&n->ra_end, __ATOMIC_RELAXED) >= end + READ_AHEAD / 2;
+}
+
 static void read_ahead(artifs_fs *fs, MDB_txn *txn, fs_node *n, const artifs_blob_view *b,
 	uint64_t off, uint64_t end)
 {
@@ -616,7 +622,7 @@ static void read_ahead(artifs_fs *fs, MDB_txn *txn, fs_node *n, const artifs_blo
 	artifs_oid first, cid;
 	uint32_t i;
 
-	if (from >= end + READ_AHEAD / 2)
+	if (ra_enough(n, end))
 		return;			/* enough asked for already */
 	if (off > from + READ_AHEAD || (from > 0 && off + 2 * READ_AHEAD < from))
 		from = end;		/* not sequential: start afresh here */
@@ -693,7 +699,7 @@ static void op_read_body(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	uint64_t pos = (uint64_t)off, end;
 	struct { int slot; size_t len; } pins[IOV_STACK];	/* staging buffers replied from */
 	size_t npin = 0;
-	int rc, cold = 0, fetches = 0, slot, resident;
+	int rc, cold = 0, fetches = 0, slot, resident, ra;
 	const uint8_t *staged;
 
 	(void)fi;
@@ -832,16 +838,24 @@ again:
 		if (!artifs_chunk_has(fs->store, txn, &cid))
 			fs_lazy_ahead(fs, &n->id, artifs_blob_chunk_off(&b, k));
 	}
+	/*
+	 * The read-ahead runs after the reply: on a cold store, finding where
+	 * the next 64 MiB of chunks lie reads B-tree pages one fault at a
+	 * time, 27 ms before the first byte of a 512 MiB file when it came
+	 * first.  Once replied to, the kernel may forget the node (the reader
+	 * closed the file), so a round that will run holds it.  Smaller files
+	 * come with their directory.
+	 */
+	ra = n->size > (4u << 20) && !ra_enough(n, end);
+	if (ra)
+		fs_node_ref(fs, n);
 	fuse_reply_iov(req, iov, (int)niov);
 	for (size_t k = 0; k < npin; k++)
 		fs_stage_put(fs, pins[k].slot, pins[k].len);
-	/*
-	 * After the reply: on a cold store, finding where the next 64 MiB of
-	 * chunks lie reads B-tree pages one fault at a time, 27 ms before the
-	 * first byte of a 512 MiB file when it came first.
-	 */
-	if (n->size > (4u << 20))	/* smaller ones come with their directory */
+	if (ra) {
 		read_ahead(fs, txn, n, &b, (uint64_t)off, end);
+		fs_node_unref(fs, n);
+	}
 	fs_txn_end(fs, txn);
 	if (iov != stack)
 		free(iov);
