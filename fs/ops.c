@@ -591,6 +591,12 @@ static int asked_before(uint64_t *seen, uint64_t a)
 	return 0;		/* full: ask again */
 }
 
+/* Has the store been asked for enough ahead of a read ending at `end`? */
+static int ra_enough(fs_node *n, uint64_t end)
+{
+	return __atomic_load_n(&n->ra_end, __ATOMIC_RELAXED) >= end + READ_AHEAD / 2;
+}
+
 /*
  * Read ahead in the store for a sequential reader of a big file: queue the
  * chunks in [end, end + READ_AHEAD) that are not in memory for staging
@@ -607,12 +613,6 @@ static int asked_before(uint64_t *seen, uint64_t a)
  * served was dropped (the reader is past it, stage.c assumes), and the
  * reader read each repeat itself, 522-541 of a model-like file's 3,666.
  */
-/* Has the store been asked for enough ahead of a read ending at `end`? */
-static int ra_enough(fs_node *n, uint64_t end)
-{
-	return __atomic_load_n(&n->ra_end, __ATOMIC_RELAXED) >= end + READ_AHEAD / 2;
-}
-
 static void read_ahead(artifs_fs *fs, MDB_txn *txn, fs_node *n, const artifs_blob_view *b,
 	uint64_t off, uint64_t end)
 {
