@@ -119,6 +119,13 @@ json_t *cli_hook_doc(artifs_store *s, MDB_txn *txn, const cli_hook_info *h);
  * for the history.  0, or ARTIFS_EHOOK when a hook failed.
  */
 int cli_hooks_fire(artifs_store *s, const char *event, json_t *doc, json_t **results);
+/*
+ * The signal (SIGINT, SIGTERM, ...) that interrupted a hook run of this
+ * process, 0 if none.  The hook got it; main() ends the process with it
+ * once the command has finished what it must (cli_end_if_interrupted).
+ */
+int cli_hooks_interrupted(void);
+void cli_end_if_interrupted(void);
 /* Moving an environment (cmd_promote.c): hooks, the move, the GitOps pin. */
 typedef struct cli_move {
 	const char *repo, *env, *op, *rev, *reason;

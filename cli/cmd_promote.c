@@ -16,6 +16,8 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -204,7 +206,11 @@ int cli_env_move(artifs_store *s, const cli_move *m, int *moved)
 	mdb_txn_abort(txn);
 	txn = NULL;
 	if (pre_hooks && (rc = cli_hooks_fire(s, "pre-promote", doc, &pre))) {
-		rc = rc == ARTIFS_EHOOK ?
+		rc = rc == ARTIFS_EHOOK && cli_hooks_interrupted() ?
+			cli_fail(NULL, "%s of %s to %s interrupted by %s while pre-promote hooks ran; %s "
+				"stays at %s", m->op, m->repo, m->env, artifs_hook_signal_name(cli_hooks_interrupted()),
+				m->env, exists ? (short_hex(a, &old), a) : "(none)") :
+			rc == ARTIFS_EHOOK ?
 			cli_fail("fix what the hook reports, or bypass it with --no-verify (recorded in the history)",
 				"%s of %s to %s refused by a pre-promote hook; %s stays at %s", m->op, m->repo,
 				m->env, m->env, exists ? (short_hex(a, &old), a) : "(none)") :
@@ -254,6 +260,9 @@ int cli_env_move(artifs_store *s, const cli_move *m, int *moved)
 		json_object_set_new(doc, "event", json_string("post-promote"));
 		if ((rc = cli_hooks_fire(s, "post-promote", doc, &post)) && rc != ARTIFS_EHOOK)
 			cli_warn("post-promote hooks could not run: %s", artifs_error_last());
+		else if (rc && cli_hooks_interrupted())
+			cli_warn("post-promote hooks were interrupted; the promotion stands (recorded in "
+				"the history)");
 		else if (rc)
 			cli_warn("a post-promote hook failed; the promotion stands (recorded in the history)");
 	}

@@ -11,6 +11,8 @@
 #include "tree.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -160,6 +162,22 @@ static char *env_var(const char *k, const char *v)
 	return s;
 }
 
+static int interrupted;
+
+int cli_hooks_interrupted(void)
+{
+	return interrupted;
+}
+
+void cli_end_if_interrupted(void)
+{
+	if (!interrupted)
+		return;
+	fflush(NULL);
+	signal(interrupted, SIG_DFL);
+	raise(interrupted);	/* the status a shell expects of a Ctrl-C (130 for SIGINT) */
+}
+
 int cli_hooks_fire(artifs_store *s, const char *event, json_t *doc, json_t **results)
 {
 	artifs_hook_opts o = { 0 };
@@ -200,11 +218,12 @@ int cli_hooks_fire(artifs_store *s, const char *event, json_t *doc, json_t **res
 		*results = json_array();
 	for (size_t i = 0; i < r.n; i++) {
 		const artifs_hook_result *x = &r.v[i];
-		int failed = x->status != 0;
+		int failed = x->status != 0 || x->interrupted;
 		if (failed) {
-			fprintf(stderr, "artifs: hook %s %s\n", x->name,
-				x->timed_out ? "timed out" : x->exec_failed ? "could not be started" :
-				x->signal ? "was killed" : "failed");
+			fprintf(stderr, "artifs: hook %s %s%s\n", x->name,
+				x->interrupted ? "was interrupted by " : x->timed_out ? "timed out" :
+				x->exec_failed ? "could not be started" : x->signal ? "was killed" : "failed",
+				x->interrupted ? artifs_hook_signal_name(x->interrupted) : "");
 			if (*x->err) {
 				const char *p = x->err;
 				while (*p) {
@@ -223,12 +242,20 @@ int cli_hooks_fire(artifs_store *s, const char *event, json_t *doc, json_t **res
 			if (x->signal)
 				json_object_set_new(h, "signal", json_integer(x->signal));
 			json_object_set_new(h, "timed_out", json_boolean(x->timed_out));
+			if (x->interrupted)
+				json_object_set_new(h, "interrupted", json_integer(x->interrupted));
 			json_object_set_new(h, "seconds", json_real((double)(long)(x->seconds * 1000) / 1000));
 			json_object_set_new(h, "ok", json_boolean(!failed));
 			if (failed && *x->err)
 				json_object_set_new(h, "stderr", cli_json_str(x->err));
 			json_array_append_new(*results, h);
 		}
+	}
+	if (r.interrupted && !interrupted) {
+		interrupted = r.interrupted;
+		if (!r.n || !r.v[r.n - 1].interrupted)
+			fprintf(stderr, "artifs: %s hooks interrupted by %s\n", event,
+				artifs_hook_signal_name(interrupted));
 	}
 	artifs_hook_results_release(&r);
 	for (size_t i = 0; i < ne; i++)
@@ -267,7 +294,10 @@ int cli_pre_commit_cb(const artifs_oid *old, const artifs_oid *new_id, const art
 	mdb_txn_abort(txn);
 	rc = cli_hooks_fire(h->s, "pre-commit", doc, NULL);
 	json_decref(doc);
-	if (rc == ARTIFS_EHOOK)
+	if (rc == ARTIFS_EHOOK && interrupted)
+		rc = artifs_error(ARTIFS_EHOOK, "interrupted by %s while pre-commit hooks ran; %s@%s is "
+			"unchanged", artifs_hook_signal_name(interrupted), h->repo, h->branch);
+	else if (rc == ARTIFS_EHOOK)
 		rc = artifs_error(ARTIFS_EHOOK, "a pre-commit hook refused the commit; %s@%s is unchanged "
 			"(--no-verify bypasses hooks)", h->repo, h->branch);
 	return rc;
@@ -298,7 +328,8 @@ void cli_post_commit(cli_commit_hooks *h, const artifs_oid *old, const artifs_oi
 	rc = artifs_ref_get(&ref, h->s, txn, h->repo, h->branch);
 	mdb_txn_abort(txn);
 	if (cli_hooks_fire(h->s, "post-commit", doc, &res) == ARTIFS_EHOOK)
-		cli_warn("a post-commit hook failed; the commit stands");
+		cli_warn(interrupted ? "post-commit hooks were interrupted; the commit stands" :
+			"a post-commit hook failed; the commit stands");
 	/* the results (and a bypass) go with the move, if it is still the head */
 	if (!rc && !artifs_oid_cmp(&ref.target, new_id) && (json_array_size(res) || h->no_verify)) {
 		note = json_object();
@@ -340,7 +371,10 @@ int cli_pre_tag(artifs_store *s, const char *repo, const char *tag, const artifs
 	mdb_txn_abort(txn);
 	rc = cli_hooks_fire(s, "pre-tag", doc, NULL);
 	json_decref(doc);
-	if (rc == ARTIFS_EHOOK)
+	if (rc == ARTIFS_EHOOK && interrupted)
+		rc = artifs_error(ARTIFS_EHOOK, "interrupted by %s while pre-tag hooks ran; tag '%s' "
+			"was not made", artifs_hook_signal_name(interrupted), tag);
+	else if (rc == ARTIFS_EHOOK)
 		rc = artifs_error(ARTIFS_EHOOK, "a pre-tag hook refused tag '%s'", tag);
 	return rc;
 }

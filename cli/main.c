@@ -298,8 +298,12 @@ int main(int argc, char **argv)
 		for (int j = 2; j < argc && strcmp(argv[j], "--"); j++)
 			if (!strcmp(argv[j], "-h") || !strcmp(argv[j], "--help"))
 				return cli_help(argv[1]);
+		int rc;
+
 		artifs_error_clear();
-		return commands[i].fn(argc - 1, argv + 1);
+		rc = commands[i].fn(argc - 1, argv + 1);
+		cli_end_if_interrupted();
+		return rc;
 	}
 	{
 		int rc = cli_mount_fuse_form(argc, argv);

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -444,7 +445,38 @@ static int kill_and_reap(pid_t pid, int *ws)
 	return reap(pid, ws, 0);
 }
 
+/* Signals passed on to a running hook (see hook.h), and their names. */
+static const struct {
+	int sig;
+	const char *name;
+} passed_on[] = {
+	{ SIGINT, "SIGINT" }, { SIGTERM, "SIGTERM" }, { SIGHUP, "SIGHUP" }, { SIGQUIT, "SIGQUIT" },
+};
+
+const char *artifs_hook_signal_name(int sig)
+{
+	for (size_t i = 0; i < sizeof(passed_on) / sizeof(passed_on[0]); i++)
+		if (passed_on[i].sig == sig)
+			return passed_on[i].name;
+	return "a signal";
+}
+
+/* A signal held for us on sigfd, or 0. */
+static int take_signal(int sigfd)
+{
+	struct signalfd_siginfo si;
+	ssize_t n;
+
+	if (sigfd < 0)
+		return 0;
+	do
+		n = read(sigfd, &si, sizeof(si));
+	while (n < 0 && errno == EINTR);
+	return n == (ssize_t)sizeof(si) ? (int)si.ssi_signo : 0;
+}
+
 struct run_ctx {
+	int sigfd;		/* the signals passed on to hooks; -1: none watched */
 	const char *store;	/* absolute */
 	char *const *envp;
 	const char *in_data;
@@ -548,15 +580,15 @@ static int run_one(artifs_hook_result *r, const struct run_ctx *c, const char *n
 		close_fd(&in[1]);
 	deadline = now_ms() + c->timeout_ms;
 	for (;;) {
-		struct pollfd pf[3];
+		struct pollfd pf[4];
 		int64_t now = now_ms(), wait;
-		int i_in = -1, i_err = -1, e;
+		int i_in = -1, i_err = -1, i_sig = -1, e, sig;
 		nfds_t nf = 0;
 
 		if (!ended) {
 			if ((e = reap(pid, &ws, WNOHANG)) == 0 && now >= deadline) {
 				e = kill_and_reap(pid, &ws);
-				r->timed_out = e > 0;
+				r->timed_out = e > 0 && !r->interrupted;
 			}
 			if (e < 0) {
 				rc = artifs_error(e, "cannot wait for hook '%s': %s", name, strerror(-e));
@@ -581,6 +613,10 @@ static int run_one(artifs_hook_result *r, const struct run_ctx *c, const char *n
 		}
 		if (!ended && pidfd >= 0)
 			pf[nf++] = (struct pollfd){ .fd = pidfd, .events = POLLIN };
+		if (c->sigfd >= 0) {
+			pf[nf] = (struct pollfd){ .fd = c->sigfd, .events = POLLIN };
+			i_sig = (int)nf++;
+		}
 		wait = (ended ? drain_end : deadline) - now;
 		if (!ended && pidfd < 0 && wait > TICK_MS)
 			wait = TICK_MS;
@@ -591,6 +627,20 @@ static int run_one(artifs_hook_result *r, const struct run_ctx *c, const char *n
 				continue;
 			rc = artifs_error(-errno, "cannot run hook '%s': poll: %s", name, strerror(errno));
 			break;
+		}
+		if (i_sig >= 0 && pf[i_sig].revents && (sig = take_signal(c->sigfd))) {
+			if (!r->interrupted) {
+				/* what the terminal would have done had it shared our group */
+				r->interrupted = sig;
+				if (!ended) {
+					kill(-pid, sig);
+					if (deadline > now + ARTIFS_HOOK_GRACE_MS)
+						deadline = now + ARTIFS_HOOK_GRACE_MS;
+				}
+			} else if (!ended) {
+				deadline = now;	/* asked twice: no more grace */
+			}
+			continue;
 		}
 		if (i_in >= 0 && pf[i_in].revents)
 			write_in(&in[1], &in_p, &in_left);
@@ -634,13 +684,16 @@ done:
 
 static int hook_failed(const artifs_hook_result *r)
 {
-	return r->exec_failed || r->timed_out || r->signal || r->status != 0;
+	return r->exec_failed || r->timed_out || r->signal || r->status != 0 || r->interrupted;
 }
 
 static int report_failure(const artifs_hook_result *r, unsigned int timeout_ms)
 {
 	if (r->exec_failed)
 		return artifs_error(ARTIFS_EHOOK, "hook '%s' could not be started: %s", r->name, r->err);
+	if (r->interrupted)
+		return artifs_error(ARTIFS_EHOOK, "hook '%s' was interrupted by %s", r->name,
+			artifs_hook_signal_name(r->interrupted));
 	if (r->timed_out)
 		return artifs_error(ARTIFS_EHOOK, "hook '%s' timed out after %g s", r->name,
 			timeout_ms / 1000.0);
@@ -694,8 +747,8 @@ int artifs_hooks_run(const char *store_dir, const char *event, const artifs_hook
 {
 	static const artifs_hook_opts defaults = ARTIFS_HOOK_OPTS_INIT;
 	struct strv names = { 0 }, env = { 0 };
-	struct run_ctx c = { 0 };
-	sigset_t pipeset, oldmask, pending;
+	struct run_ctx c = { .sigfd = -1 };
+	sigset_t pipeset, watch, block, oldmask, pending;
 	struct rlimit rl;
 	char *store = NULL;
 	int devnull = -1, pipe_was_pending, rc;
@@ -703,6 +756,7 @@ int artifs_hooks_run(const char *store_dir, const char *event, const artifs_hook
 
 	out->v = NULL;
 	out->n = 0;
+	out->interrupted = 0;
 	if (!o)
 		o = &defaults;
 	if ((rc = find_hooks(store_dir, event, &store, &names)) || !names.n)
@@ -733,16 +787,42 @@ int artifs_hooks_run(const char *store_dir, const char *event, const artifs_hook
 	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (1UL << 24))
 		c.maxfd = (long)rl.rlim_cur;
 
+	/* hold the signals a terminal or a supervisor sends, to pass them on */
 	sigemptyset(&pipeset);
 	sigaddset(&pipeset, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &pipeset, &oldmask);
+	pthread_sigmask(SIG_BLOCK, NULL, &oldmask);
+	sigemptyset(&watch);
+	for (size_t i = 0; i < sizeof(passed_on) / sizeof(passed_on[0]); i++) {
+		struct sigaction sa;
+
+		if (!sigismember(&oldmask, passed_on[i].sig) &&
+		    !sigaction(passed_on[i].sig, NULL, &sa) && sa.sa_handler != SIG_IGN)
+			sigaddset(&watch, passed_on[i].sig);
+	}
+	block = watch;
+	sigaddset(&block, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &block, &oldmask);
+	if ((c.sigfd = signalfd(-1, &watch, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+		/* cannot take them: they act as they did before the hooks ran */
+		pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
+		pthread_sigmask(SIG_BLOCK, &pipeset, NULL);
+	}
 	sigpending(&pending);
 	pipe_was_pending = sigismember(&pending, SIGPIPE);
 	for (size_t i = 0; i < names.n; i++) {
-		artifs_hook_result *r = &out->v[out->n];
+		artifs_hook_result *r;
+
+		if ((out->interrupted = take_signal(c.sigfd)))
+			break;	/* between two hooks */
+		r = &out->v[out->n];
 		rc = run_one(r, &c, names.v[i]);
 		if (r->name)
 			out->n++;
+		if (r->interrupted) {
+			out->interrupted = r->interrupted;
+			failed = out->n - 1;
+			break;
+		}
 		if (rc)
 			break;
 		if (hook_failed(r) && failed == SIZE_MAX) {
@@ -751,6 +831,10 @@ int artifs_hooks_run(const char *store_dir, const char *event, const artifs_hook
 				break;
 		}
 	}
+	if (!out->interrupted)
+		out->interrupted = take_signal(c.sigfd);	/* came as the last one ended */
+	if (c.sigfd >= 0)
+		close(c.sigfd);
 	if (!pipe_was_pending) {
 		static const struct timespec zero = { 0, 0 };
 		sigpending(&pending);
@@ -760,6 +844,9 @@ int artifs_hooks_run(const char *store_dir, const char *event, const artifs_hook
 	pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
 	if (!rc && failed != SIZE_MAX)
 		rc = report_failure(&out->v[failed], c.timeout_ms);
+	else if (!rc && out->interrupted)
+		rc = artifs_error(ARTIFS_EHOOK, "%s hooks were interrupted by %s", event,
+			artifs_hook_signal_name(out->interrupted));
 done:
 	if (devnull >= 0)
 		close(devnull);

@@ -26,11 +26,13 @@ typedef struct artifs_hook_result {
 	char *err;		/* its stderr (at most ARTIFS_HOOK_ERR_MAX bytes, then
 				 * ARTIFS_HOOK_TRUNCATED), NUL-terminated, never NULL */
 	double seconds;		/* wall time */
+	int interrupted;	/* the signal we passed on to it (SIGINT, ...), 0 if none */
 } artifs_hook_result;
 
 typedef struct artifs_hook_results {
 	artifs_hook_result *v;
 	size_t n;
+	int interrupted;	/* the signal that stopped the run, 0 if none */
 } artifs_hook_results;
 
 typedef struct artifs_hook_opts {
@@ -45,6 +47,11 @@ typedef struct artifs_hook_opts {
 
 /* Empty stdin, no extra environment, default timeout, stdout to /dev/null. */
 #define ARTIFS_HOOK_OPTS_INIT { NULL, 0, NULL, 0, 0, -1 }
+
+/* How long a hook has to exit once a signal was passed on to it. */
+#define ARTIFS_HOOK_GRACE_MS 5000
+/* "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"; "a signal" for others. */
+const char *artifs_hook_signal_name(int sig);
 
 /*
  * Run the hooks of `event` found in store_dir/hooks: the file EVENT, then
@@ -61,6 +68,18 @@ typedef struct artifs_hook_opts {
  * A hook may exit without reading its stdin.  Once a hook exits, its stderr
  * is drained briefly; a background process still holding it open is left
  * alone and not waited for.  o may be NULL (ARTIFS_HOOK_OPTS_INIT).
+ *
+ * A hook has its own process group, so a terminal's Ctrl-C reaches us and
+ * not it.  While hooks run, SIGINT, SIGTERM, SIGHUP and SIGQUIT (those the
+ * calling thread neither blocks nor ignores) are held in this thread and
+ * passed on to the running hook's group, which then has ARTIFS_HOOK_GRACE_MS
+ * (or what is left of its timeout, if less) to exit before SIGKILL.  No
+ * further hook runs, out->interrupted and the hook's result's interrupted
+ * name the signal, and the call returns ARTIFS_EHOOK ("hook 'NAME' was
+ * interrupted by SIGINT").  The signal is taken, not left pending: the
+ * caller finishes what must not be left half done, then ends itself with
+ * it.  (Other threads of the caller must block these signals, or one of
+ * them takes the signal instead; the library's own threads do.)
  *
  * *out is always set to the results of the hooks that ran, in order, even
  * on failure; release it with artifs_hook_results_release().

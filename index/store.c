@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -682,4 +683,20 @@ int artifs_chunk_foreach(artifs_store *s, MDB_txn *txn,
 	}
 	mdb_cursor_close(cur);
 	return rc == MDB_NOTFOUND ? 0 : artifs_error_lmdb(rc, "cannot list chunks");
+}
+
+int artifs_thread_start(pthread_t *th, void *(*fn)(void *), void *arg)
+{
+	sigset_t set, old;
+	int rc;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGQUIT);
+	pthread_sigmask(SIG_BLOCK, &set, &old);	/* the new thread inherits the mask */
+	rc = pthread_create(th, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
 }

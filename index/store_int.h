@@ -34,4 +34,12 @@ int artifs_store_get(MDB_txn *txn, MDB_dbi dbi, const artifs_oid *id, MDB_val *o
  */
 int artifs_store_put(MDB_txn *txn, MDB_dbi dbi, const artifs_oid *id, const void *data, size_t len);
 
+/*
+ * pthread_create() for the library's worker threads: they block SIGINT,
+ * SIGTERM, SIGHUP and SIGQUIT, so a signal sent to the process reaches the
+ * caller's thread (the hook runner passes them on to a running hook).
+ */
+#include <pthread.h>
+int artifs_thread_start(pthread_t *th, void *(*fn)(void *), void *arg);
+
 #endif

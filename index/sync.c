@@ -536,7 +536,7 @@ static int pool_run(struct sync *y, size_t njobs,
 		n = (int)njobs;
 	p.running = n;
 	for (int i = 0; i < n; i++) {
-		if (pthread_create(&th[i], NULL, pool_main, &p))
+		if (artifs_thread_start(&th[i], pool_main, &p))
 			break;
 		started++;
 	}

@@ -258,7 +258,7 @@ static void kick_begin(artifs_writer *w, const struct batch *b)
 		return;
 	pthread_mutex_lock(&k->mu);
 	if (!k->started && mdb_env_get_fd(w->s->env, &k->fd) == 0 &&
-	    pthread_create(&k->th, NULL, kicker_main, k) == 0)
+	    artifs_thread_start(&k->th, kicker_main, k) == 0)
 		k->started = 1;
 	k->active++;
 	pthread_cond_broadcast(&k->cond);
@@ -464,7 +464,7 @@ static int switch_batch(artifs_writer *w)
 	if ((rc = settle(w)))
 		return rc;
 	if (!w->c.started) {
-		if (pthread_create(&w->c.th, NULL, committer_main, w))
+		if (artifs_thread_start(&w->c.th, committer_main, w))
 			return flush_sync(w, &w->cur, NULL, NULL);	/* no thread: as before */
 		w->c.started = 1;
 	}

@@ -601,6 +601,93 @@ def test_failing_post_promote_hook_keeps_the_promotion(cli, tmp_path):
     assert "FAILED" in out(cli.run("history", REPO, "production")).splitlines()[0]
 
 
+INTERRUPTIBLE = """#!/bin/sh
+trap 'echo INT > {mark}; exit 3' INT
+echo $$ > {started}
+while :; do sleep 0.05; done
+"""
+
+
+def ctrl_c(cli, tmp_path, *args):
+    """Run `artifs ARGS` as a terminal's foreground job and press Ctrl-C (SIGINT
+    to its process group) once the hook wrote `started`.  Returns (process,
+    stdout, stderr, hook pid)."""
+    started = tmp_path / "started"
+    p = subprocess.Popen([cli.bin, "--store", str(cli.store), *map(str, args)], env=cli.env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    hpid = None
+    try:
+        end = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < end and p.poll() is None:
+            time.sleep(0.02)
+        assert started.exists(), "the hook never started"
+        hpid = int(started.read_text())
+        os.killpg(p.pid, signal.SIGINT)      # the hook has its own group: not in this one
+        o, e = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        if hpid and _alive(hpid):           # never leave a hook behind, even failing
+            os.killpg(hpid, signal.SIGKILL)
+    started.unlink()
+    return p, o.decode(), e.decode(), hpid
+
+
+def test_ctrl_c_reaches_the_hook(cli, tmp_path):
+    """A hook runs in its own process group (so a timeout can kill its
+    children), which a terminal's Ctrl-C does not reach: artifs passes the
+    signal on, waits for the hook, and ends by the signal (exit 130 in a shell)."""
+    v = Versions(cli, tmp_path)
+    c1 = v.commit()
+    c2 = v.commit()
+    promote(cli, c1, "production")
+    mark = tmp_path / "mark"
+    text = INTERRUPTIBLE.format(mark=mark, started=tmp_path / "started")
+
+    # pre-promote: the promotion does not happen
+    hook(cli.store, "pre-promote", text)
+    hook(cli.store, "pre-promote.d/20-never", f"#!/bin/sh\ntouch {tmp_path / 'never'}\n")
+    t0 = time.monotonic()
+    p, o, e, hpid = ctrl_c(cli, tmp_path, "promote", REPO, c2, "production")
+    assert p.returncode == -signal.SIGINT, (p.returncode, e)
+    assert time.monotonic() - t0 < 15
+    assert mark.read_text() == "INT\n", "the hook did not get the SIGINT"
+    assert not _alive(hpid)
+    assert not (tmp_path / "never").exists(), "a hook ran after the interruption"
+    assert "interrupted by SIGINT" in e and "production stays at " + c1[:12] in e, e
+    assert o == ""
+    assert env_at(cli, "production") == c1
+    assert len(history(cli, env="production")) == 1
+    for x in (cli.store / "hooks").iterdir():
+        shutil.rmtree(x) if x.is_dir() else x.unlink()
+
+    # post-promote: the promotion stands and its record says what happened
+    mark.unlink()
+    hook(cli.store, "post-promote", text)
+    p, o, e, hpid = ctrl_c(cli, tmp_path, "promote", REPO, c2, "production", "-m", "go")
+    assert p.returncode == -signal.SIGINT, (p.returncode, e)
+    assert mark.read_text() == "INT\n"
+    assert o.strip() == c2
+    assert "post-promote hooks were interrupted; the promotion stands" in e, e
+    assert env_at(cli, "production") == c2
+    h = history(cli, env="production")[0]
+    assert h["to"] == c2
+    assert len(h["hooks"]) == 1 and h["hooks"][0]["interrupted"] == signal.SIGINT, h["hooks"]
+    assert h["hooks"][0]["ok"] is False
+    (cli.store / "hooks" / "post-promote").unlink()
+
+    # pre-commit, while the commit's writer threads run (they must not take the signal)
+    mark.unlink()
+    hook(cli.store, "pre-commit", text)
+    d = write_tree(tmp_path / "big", {"w.bin": os.urandom(72 << 20)})
+    p, o, e, hpid = ctrl_c(cli, tmp_path, "commit", REPO, d, "-m", "big")
+    assert p.returncode == -signal.SIGINT, (p.returncode, e)
+    assert mark.read_text() == "INT\n"
+    assert "interrupted by SIGINT while pre-commit hooks ran" in e, e
+    assert cli.head(REPO) == c2
+
+
 def test_pre_and_post_commit_hooks(cli, tmp_path):
     v = Versions(cli, tmp_path)
     c1 = v.commit()

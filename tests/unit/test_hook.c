@@ -754,6 +754,126 @@ static void test_signals_reset(void **state)
 	free(path);
 }
 
+
+static int sig_pending(int sig)
+{
+	sigset_t p;
+
+	sigpending(&p);
+	return sigismember(&p, sig);
+}
+
+static int sig_blocked(int sig)
+{
+	sigset_t m;
+
+	sigprocmask(SIG_BLOCK, NULL, &m);
+	return sigismember(&m, sig);
+}
+
+/*
+ * A hook has its own process group, so a terminal's Ctrl-C reaches the
+ * caller only.  Each hook here plays the terminal: it sends the signal to
+ * its parent (us), and the runner must pass it on to the hook's group.
+ */
+static void test_interrupt_passed_on(void **state)
+{
+	hook_env *h = *state;
+	artifs_hook_results res;
+	char *got, *second;
+	double t0;
+
+	test_mkdir(h->hooks, EVENT ".d");
+	write_hook(h, EVENT ".d/10-slow", "trap 'echo INT > got; exit 3' INT\n"
+		"kill -INT $PPID\nwhile :; do sleep 0.05; done");
+	write_hook(h, EVENT ".d/20-next", "touch second");
+	t0 = mono_now();
+	assert_rc(ARTIFS_EHOOK, artifs_hooks_run(h->store, EVENT, NULL, &res));
+	assert_true(mono_now() - t0 < 4.5);	/* it left on the signal, not after the grace */
+	assert_int_equal(res.interrupted, SIGINT);
+	assert_int_equal(res.n, 1);
+	assert_string_equal(res.v[0].name, EVENT ".d/10-slow");
+	assert_int_equal(res.v[0].interrupted, SIGINT);
+	assert_int_equal(res.v[0].status, 3);
+	assert_int_equal(res.v[0].timed_out, 0);
+	assert_non_null(strstr(artifs_error_last(), "was interrupted by SIGINT"));
+	artifs_hook_results_release(&res);
+	got = slurp(h, "got", NULL);
+	assert_non_null(got);
+	assert_string_equal(got, "INT\n");
+	free(got);
+	second = slurp(h, "second", NULL);
+	assert_null(second);		/* no hook runs after an interruption */
+	/* taken, not left pending; the caller's mask is back */
+	assert_false(sig_pending(SIGINT));
+	assert_false(sig_blocked(SIGINT));
+	assert_false(sig_blocked(SIGTERM));
+}
+
+/* A hook that ignores the signal: killed when asked twice, or after the grace. */
+static void test_interrupt_ignored_then_killed(void **state)
+{
+	hook_env *h = *state;
+	artifs_hook_opts o = ARTIFS_HOOK_OPTS_INIT;
+	artifs_hook_results res;
+	double t0;
+
+	write_hook(h, EVENT, "trap '' TERM\nkill -TERM $PPID\nsleep 0.3\nkill -TERM $PPID\n"
+		"exec sleep 30");
+	t0 = mono_now();
+	assert_rc(ARTIFS_EHOOK, artifs_hooks_run(h->store, EVENT, NULL, &res));
+	assert_true(mono_now() - t0 < 4.5);	/* the second signal, not the grace */
+	assert_int_equal(res.interrupted, SIGTERM);
+	assert_int_equal(res.n, 1);
+	assert_int_equal(res.v[0].interrupted, SIGTERM);
+	assert_int_equal(res.v[0].signal, SIGKILL);
+	assert_int_equal(res.v[0].timed_out, 0);
+	assert_non_null(strstr(artifs_error_last(), "was interrupted by SIGTERM"));
+	artifs_hook_results_release(&res);
+
+	/* asked once: the grace, cut to what is left of the timeout */
+	write_hook(h, EVENT, "trap '' HUP\nkill -HUP $PPID\nexec sleep 30");
+	o.timeout_ms = 700;
+	t0 = mono_now();
+	assert_rc(ARTIFS_EHOOK, artifs_hooks_run(h->store, EVENT, &o, &res));
+	assert_true(mono_now() - t0 < 4.5);
+	assert_int_equal(res.interrupted, SIGHUP);
+	assert_int_equal(res.v[0].signal, SIGKILL);
+	assert_int_equal(res.v[0].timed_out, 0);
+	artifs_hook_results_release(&res);
+	assert_false(sig_pending(SIGTERM));
+	assert_false(sig_pending(SIGHUP));
+}
+
+/* What the caller ignores or blocks is none of the runner's business. */
+static void test_interrupt_ignored_or_blocked_by_caller(void **state)
+{
+	hook_env *h = *state;
+	struct sigaction ign = { 0 }, old_hup;
+	sigset_t term, old_mask;
+	artifs_hook_results res;
+	static const struct timespec zero = { 0, 0 };
+
+	ign.sa_handler = SIG_IGN;
+	assert_ok(sigaction(SIGHUP, &ign, &old_hup));	/* as under nohup */
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	assert_ok(sigprocmask(SIG_BLOCK, &term, &old_mask));
+	write_hook(h, EVENT, "kill -HUP $PPID\nkill -TERM $PPID\nsleep 0.2\necho done > ran");
+	assert_ok(artifs_hooks_run(h->store, EVENT, NULL, &res));
+	assert_int_equal(res.interrupted, 0);
+	assert_int_equal(res.n, 1);
+	assert_int_equal(res.v[0].interrupted, 0);
+	assert_int_equal(res.v[0].status, 0);
+	artifs_hook_results_release(&res);
+	/* the blocked one is still the caller's to take */
+	assert_true(sig_pending(SIGTERM));
+	assert_int_equal(sigtimedwait(&term, NULL, &zero), SIGTERM);
+	assert_true(sig_blocked(SIGTERM));
+	sigprocmask(SIG_SETMASK, &old_mask, NULL);
+	sigaction(SIGHUP, &old_hup, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -776,6 +896,9 @@ int main(void)
 		HOOK_TEST(test_stdout_destination),
 		HOOK_TEST(test_descriptors_and_process_group),
 		HOOK_TEST(test_signals_reset),
+		HOOK_TEST(test_interrupt_passed_on),
+		HOOK_TEST(test_interrupt_ignored_then_killed),
+		HOOK_TEST(test_interrupt_ignored_or_blocked_by_caller),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
