@@ -76,6 +76,10 @@ int cli_fail_rc(int rc)
 	case -ENOSPC:
 		hint = "free some space and run it again";
 		break;
+	case -EROFS:
+		hint = "the store is on a read-only file system: commands that only read it, and "
+			"'artifs mount', work there";
+		break;
 	default:
 		break;
 	}
@@ -90,9 +94,19 @@ int cli_open_store(artifs_store **out, int readonly)
 
 	if ((rc = artifs_store_default_path(&path, cli_store_flag)))
 		return cli_fail_rc(rc);
+	/*
+	 * Read commands open the store read-write too (LMDB readers register
+	 * in lock.mdb); on a read-only file system (a store shipped as an
+	 * image, a read-only export, a snapshot) they open it read-only: no
+	 * writer can exist there, so LMDB needs no reader table.
+	 */
 	o.readonly = 0;
-	(void)readonly;
 	rc = artifs_store_open(out, path, &o);
+	if (rc == -EROFS && readonly) {
+		artifs_error_clear();
+		o.readonly = 1;
+		rc = artifs_store_open(out, path, &o);
+	}
 	free(path);
 	if (rc)
 		return cli_fail_rc(rc);

@@ -313,7 +313,9 @@ int artifs_mount(const artifs_mount_opts *o)
 		fs_log(LOG_ERR, "cannot start the remote cache: %s", artifs_error_last());
 		goto done;
 	}
-	if (artifs_pins_open(&fs.pins, s))
+	if (artifs_pins_open(&fs.pins, s) == -EROFS)
+		fs_log(LOG_INFO, "read-only store: no gc can run, nothing to pin");
+	else if (!fs.pins)
 		fs_log(LOG_WARNING, "versions served are not pinned against gc: %s", artifs_error_last());
 	fs_guard_install();
 	if (fs_stage_start(&fs))

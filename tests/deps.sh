@@ -8,7 +8,7 @@ pkgs=(
 	liblmdb-dev libxxhash-dev libjansson-dev libcsv-dev attr
 	libfuse3-dev fuse3 libgit2-dev libarchive-dev libarchive-tools
 	libcmocka-dev python3 python3-pytest git unzip zstd xz-utils
-	libcurl4-openssl-dev
+	libcurl4-openssl-dev squashfs-tools
 )
 
 # The S3 tests run a local S3-compatible server from the npm registry;

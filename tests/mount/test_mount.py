@@ -945,6 +945,68 @@ def test_cold_reads_are_staged(store, mounter, tmp_path):
 
 
 
+def test_read_only_store(store, mounter, artifs_bin, env, tmp_path):
+    """
+    A store on a read-only file system (shipped as an image, a read-only
+    export, a snapshot): the commands that read it and the mount work, the
+    others say why they cannot.  squashfs has no O_DIRECT, so the mount reads
+    cold chunks through the page cache instead of its staging buffers
+    (fs/stage.c's fallback), and there is nothing to pin against gc.
+    """
+    rnd = random.Random(11)
+    src = tmp_path / "src"
+    want = {}
+    for i in range(300):
+        rel = f"d{i % 6}/f{i:04d}.bin"
+        want[rel] = rnd.randbytes(rnd.choice([0, 1, 5000, 100_000, 700_000]))
+        put(src, rel, want[rel])
+    want["big.bin"] = rnd.randbytes(9 * MiB + 7)
+    put(src, "big.bin", want["big.bin"])
+    store.create("dataset", "ro")
+    c1 = store.commit("datasets/ro", src, "v1")
+    store.tag("datasets/ro", "v1", c1)
+    put(src, "d0/f0000.bin", b"changed")
+    c2 = store.commit("datasets/ro", src, "v2")
+    image = tmp_path / "store.sqfs"
+    run(["mksquashfs", str(store.store), str(image), "-noappend", "-quiet", "-no-progress"])
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    run(["mount", "-t", "squashfs", "-o", "loop,ro", str(image), str(ro)])
+    m = None
+    try:
+        r = Artifs(artifs_bin, ro, env)
+        for args in (["repos"], ["log", "datasets/ro"], ["ls", "-l", "datasets/ro@v1:d0"],
+                     ["diff", "datasets/ro@v1", "datasets/ro"], ["show", "datasets/ro@v1"],
+                     ["du"], ["envs", "datasets/ro"], ["branch", "datasets/ro", "--list"]):
+            assert r.run(*args).stdout == store.run(*args).stdout, args
+        assert r.run("cat", "datasets/ro@v1:big.bin").stdout == want["big.bin"]
+        r.run("fsck")
+        r.run("checkout", "datasets/ro@v1", str(tmp_path / "co"))
+        for rel, data in want.items():
+            assert (tmp_path / "co" / rel).read_bytes() == data, rel
+        err = r.fail("tag", "datasets/ro", "v2", c2)
+        assert "read-only file system" in err, err
+        r.fail("gc")
+        r.fail("commit", "datasets/ro", str(src), "-m", "v3")
+
+        evict(ro / "data.mdb")
+        m = mounter(ro)
+        root = m.path / "datasets/ro"
+        for rel, data in want.items():
+            assert (root / "v1" / rel).read_bytes() == data, rel
+        assert (root / "main/d0/f0000.bin").read_bytes() == b"changed"
+        assert (root / ".commits" / c2 / "big.bin").read_bytes() == want["big.bin"]
+        assert not unmount_and_reap(m)
+        log = m.log_text()
+        assert "no O_DIRECT" in log, log[-2000:]
+        assert "read-only store" in log and "not pinned" not in log, log[-2000:]
+        assert not staged_chunks(log), log[-2000:]
+    finally:
+        if m is not None and is_artifs_mount(m.path):
+            unmount_and_reap(m)
+        subprocess.run(["umount", "-l", str(ro)], capture_output=True, timeout=60)
+
+
 def test_repeated_chunks_are_read_once(store, mounter, tmp_path):
     """
     A big file that repeats itself (zeros, a copied tensor) is read ahead with
