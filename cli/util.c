@@ -76,6 +76,10 @@ int cli_fail_rc(int rc)
 	case -ENOSPC:
 		hint = "free some space and run it again";
 		break;
+	case -EACCES:
+		hint = "reading a store needs write access to its lock.mdb (LMDB's table of readers); "
+			"writing needs the whole store directory";
+		break;
 	case -EROFS:
 		hint = "the store is on a read-only file system: commands that only read it, and "
 			"'artifs mount', work there";
@@ -98,11 +102,13 @@ int cli_open_store(artifs_store **out, int readonly)
 	 * Read commands open the store read-write too (LMDB readers register
 	 * in lock.mdb); on a read-only file system (a store shipped as an
 	 * image, a read-only export, a snapshot) they open it read-only: no
-	 * writer can exist there, so LMDB needs no reader table.
+	 * writer can exist there, so LMDB needs no reader table.  Without
+	 * write access to data.mdb (a store shared read-only with other
+	 * users) they open it read-only too, which needs lock.mdb writable.
 	 */
 	o.readonly = 0;
 	rc = artifs_store_open(out, path, &o);
-	if (rc == -EROFS && readonly) {
+	if ((rc == -EROFS || rc == -EACCES) && readonly) {
 		artifs_error_clear();
 		o.readonly = 1;
 		rc = artifs_store_open(out, path, &o);

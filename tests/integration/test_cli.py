@@ -2,8 +2,11 @@
 
 import json
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -220,3 +223,59 @@ def test_store_inside_the_committed_directory_is_skipped(artifs_bin, tmp_path, e
     p = cli.run("commit", "datasets/self", d, "-m", "contains its own store")
     assert "artifs: warning: 'store' is the store itself; skipped" in p.stderr.decode()
     assert [e["path"] for e in cli.json("ls", "-r", "datasets/self")] == ["f.txt"]
+
+
+def _as_nobody():
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switches to another user: run as root (CI does)")
+def test_store_read_by_another_user(artifs_bin, env, tmp_path):
+    """
+    A store one account writes and others read: reading needs lock.mdb
+    writable (LMDB's table of readers, which keeps the writer from reusing
+    pages a reader still sees), not data.mdb.  Without it the error says so.
+    """
+    shared = Path(tempfile.mkdtemp(prefix="artifs-shared-"))
+    try:
+        os.chmod(shared, 0o755)
+        binary = shared / "artifs"          # where the other user can run it
+        shutil.copy2(artifs_bin, binary)
+        owner = Artifs(binary, shared / "store", env).init()
+        owner.create("datasets/d")
+        src = shared / "src"
+        src.mkdir()
+        (src / "a.txt").write_bytes(b"first\n")
+        c1 = owner.commit("datasets/d", src, "one")
+        for root, dirs, files in os.walk(shared / "store"):
+            for n in dirs + files:
+                os.chmod(os.path.join(root, n), 0o755 if n in dirs else 0o644)
+
+        def reader(*args):
+            return subprocess.run([str(binary), "--store", str(shared / "store"), *args],
+                                  env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}, cwd="/",
+                                  preexec_fn=_as_nobody, capture_output=True, timeout=120)
+
+        p = reader("log", "datasets/d")
+        assert p.returncode == 1, p
+        err = p.stderr.decode()
+        assert "Permission denied" in err and "lock.mdb" in err, err
+
+        os.chmod(shared / "store" / "lock.mdb", 0o666)
+        p = reader("log", "datasets/d")
+        assert p.returncode == 0 and c1 in p.stdout.decode(), p
+        assert reader("cat", "datasets/d:a.txt").stdout == b"first\n"
+        # the owner writes on; the reader sees the new version
+        (src / "a.txt").write_bytes(b"second\n" * 100_000)
+        c2 = owner.commit("datasets/d", src, "two")
+        assert reader("cat", "datasets/d:a.txt").stdout == b"second\n" * 100_000
+        assert c2 in reader("log", "datasets/d").stdout.decode()
+        assert reader("fsck").returncode == 0
+        # writing is the owner's
+        p = reader("create", "datasets/other")
+        assert p.returncode == 1 and "Permission denied" in p.stderr.decode(), p
+        assert owner.json("repos")[0]["name"] == "datasets/d" and len(owner.json("repos")) == 1
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
