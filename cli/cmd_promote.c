@@ -577,6 +577,11 @@ static int names_cb(const char *name, const artifs_ref *ref, void *ctx)
 	return 0;
 }
 
+static int log_name_cb(const char *name, void *ctx)
+{
+	return names_cb(name, &(artifs_ref){ .kind = ARTIFS_REF_ENV }, ctx);
+}
+
 static int by_time_desc(const void *a, const void *b)
 {
 	json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
@@ -624,13 +629,20 @@ CLI_CMD(history)
 		goto out;
 	}
 	if (argc - optind == 2) {
+		/* a deleted branch has no ref but still its log */
 		artifs_ref ref;
 		const char *env = argv[optind + 1];
-		if ((rc = artifs_ref_get(&ref, s, h.txn, sp.repo, env))) {
-			rc = rc == ARTIFS_ENOTFOUND ? cli_fail(NULL, "no ref '%s' in '%s'", env, sp.repo) : cli_fail_rc(rc);
+		if ((rc = artifs_ref_get(&ref, s, h.txn, sp.repo, env)) && rc != ARTIFS_ENOTFOUND) {
+			rc = cli_fail_rc(rc);
 			goto out;
 		}
 		names_cb(env, &(artifs_ref){ .kind = ARTIFS_REF_ENV }, &names);
+	} else if (names.all) {
+		/* every log, deleted refs' too */
+		if ((rc = artifs_reflog_names(s, h.txn, sp.repo, log_name_cb, &names))) {
+			rc = cli_fail_rc(rc);
+			goto out;
+		}
 	} else if ((rc = artifs_ref_foreach(s, h.txn, sp.repo, names_cb, &names))) {
 		rc = cli_fail_rc(rc);
 		goto out;
@@ -641,6 +653,10 @@ CLI_CMD(history)
 			rc = cli_fail_rc(rc);
 			goto out;
 		}
+	}
+	if (argc - optind == 2 && !json_array_size(h.arr)) {
+		rc = cli_fail(NULL, "no ref '%s' in '%s'", argv[optind + 1], sp.repo);
+		goto out;
 	}
 	/* every ref's moves, newest first */
 	if (json_array_size(h.arr)) {

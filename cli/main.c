@@ -63,8 +63,14 @@ static const cli_cmd commands[] = {
 	{ "tag", cmd_tag, "REPO NAME [REV] | REPO --list", "tag a commit (tags never move)",
 	  "REV defaults to main.  Tagging the same commit again is a no-op; pointing an\n"
 	  "existing tag at another commit is refused.\n" },
-	{ "branch", cmd_branch, "REPO NAME [REV] | REPO --list [--json]", "create or list branches",
-	  "A new branch starts at REV (default main).\n" },
+	{ "branch", cmd_branch, "REPO NAME [REV] | REPO --list [--json] | -d REPO NAME",
+	  "create, list or delete branches",
+	  "A new branch starts at REV (default main).  -d (--delete) removes a branch\n"
+	  "(not main) and prints the commit it pointed at ('artifs branch REPO NAME ID'\n"
+	  "makes it again); its versions stay until 'artifs gc' finds nothing else\n"
+	  "using them.  The deletion is in 'artifs history REPO --all', and a branch\n"
+	  "made later under the name continues that log.  A mount drops the branch's\n"
+	  "directory within a second; files open in it keep reading.\n" },
 	{ "diff", cmd_diff, "REPO@A REPO@B [--stat] [--json]", "compare two versions by path",
 	  "Lines: A added, D removed, M modified, X executable bit changed, L labels changed.\n"
 	  "  --stat   counts and bytes only\n" },

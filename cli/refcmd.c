@@ -113,3 +113,56 @@ out:
 	artifs_store_free(s);
 	return rc;
 }
+
+int refcmd_delete(const char *cmd, const char *repo, const char *name, char kind)
+{
+	artifs_store *s = NULL;
+	MDB_txn *txn = NULL;
+	artifs_ref cur;
+	char hex[ARTIFS_OID_HEXSZ + 1], msg[256];
+	int rc;
+
+	if (!artifs_repo_name_valid(repo))
+		return cli_usage(cmd, "invalid repository '%s' (want datasets/NAME or models/NAME)", repo);
+	if (kind == ARTIFS_REF_BRANCH && !strcmp(name, "main"))
+		return cli_fail("a repository keeps its main branch; delete other branches",
+			"cannot delete 'main' of '%s': commits go there unless told otherwise", repo);
+	if ((rc = cli_open_store(&s, 0)))
+		return rc;
+	for (int tries = 0;; tries++) {
+		if ((rc = artifs_wtxn_begin(s, (size_t)1 << 20, &txn)))
+			break;
+		if (!(rc = artifs_repo_check(s, txn, repo))) {
+			if ((rc = artifs_ref_get(&cur, s, txn, repo, name)) == ARTIFS_ENOTFOUND) {
+				rc = artifs_error(ARTIFS_ENOTFOUND, "no %s '%s' in '%s'",
+					artifs_ref_kind_name(kind), name, repo);
+			} else if (!rc) {
+				snprintf(msg, sizeof(msg), "%s -d %s", cmd, name);
+				rc = artifs_ref_delete(s, txn, repo, name, kind, &cur.target,
+					artifs_author_default(), msg, "delete");
+			}
+		}
+		if (rc)
+			mdb_txn_abort(txn);
+		else
+			rc = artifs_txn_commit(txn);
+		txn = NULL;
+		if (rc == MDB_MAP_FULL && tries < 3 && !artifs_store_grow(s, 16 << 20))
+			continue;
+		break;
+	}
+	if (rc) {
+		rc = cli_fail_rc(rc);
+		goto out;
+	}
+	/* what it pointed at: 'artifs branch REPO NAME ID' makes it again */
+	fprintf(stderr, "deleted %s %s of %s (was %s)\n", artifs_ref_kind_name(kind), name, repo,
+		artifs_oid_is_zero(&cur.target) ? "without commits" : artifs_oid_fmt(hex, &cur.target));
+	if (!artifs_oid_is_zero(&cur.target))
+		printf("%s\n", artifs_oid_fmt(hex, &cur.target));
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	artifs_store_free(s);
+	return rc;
+}

@@ -329,6 +329,117 @@ static char *details_json(const char *op, const char *extra)
 	return out;
 }
 
+/* The sequence number of the last logged move of (repo, name); 0 if none. */
+static int last_seq(artifs_store *s, MDB_txn *txn, const char *repo, const char *name, uint64_t *out)
+{
+	artifs_buf key = { 0 };
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	size_t plen;
+	int rc;
+
+	*out = 0;
+	if ((rc = make_key(&key, repo, name, 1, UINT64_MAX)))
+		return rc;
+	plen = key.len - 8;
+	if ((rc = mdb_cursor_open(txn, s->reflog, &cur))) {
+		artifs_buf_release(&key);
+		return artifs_error_lmdb(rc, "cannot read ref log");
+	}
+	k.mv_data = key.ptr;
+	k.mv_size = key.len;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	rc = mdb_cursor_get(cur, &k, &v, rc == 0 ? MDB_PREV : MDB_LAST);
+	if (rc == 0 && k.mv_size == plen + 8 && !memcmp(k.mv_data, key.ptr, plen))
+		*out = get_be64((const uint8_t *)k.mv_data + plen);
+	mdb_cursor_close(cur);
+	artifs_buf_release(&key);
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : artifs_error_lmdb(rc, "cannot read ref log");
+}
+
+/* Append move `seq` of (repo, name), old -> new, to the ref log. */
+static int log_move(artifs_store *s, MDB_txn *txn, const char *repo, const char *name, uint64_t seq,
+	const artifs_oid *old, const artifs_oid *new_id, int64_t now, const char *author,
+	const char *message, const char *op, const char *details)
+{
+	artifs_buf key = { 0 }, log = { 0 };
+	char *det = NULL;
+	uint8_t t[40];
+	MDB_val k, v;
+	int rc;
+
+	memcpy(t, old->id, 16);
+	memcpy(t + 16, new_id->id, 16);
+	put_le64(t + 32, (uint64_t)now);
+	if (!(det = details_json(op, details))) {
+		rc = artifs_error(-ENOMEM, "out of memory");
+		goto done;
+	}
+	if ((rc = make_key(&key, repo, name, 1, seq)) ||
+	    (rc = artifs_buf_put(&log, t, 40)) ||
+	    (rc = artifs_buf_put_str(&log, author, strlen(author))) ||
+	    (rc = artifs_buf_put_str(&log, message, strlen(message))) ||
+	    (rc = artifs_buf_put_str(&log, det, strlen(det))))
+		goto done;
+	k.mv_data = key.ptr;
+	k.mv_size = key.len;
+	v.mv_data = log.ptr;
+	v.mv_size = log.len;
+	if ((rc = mdb_put(txn, s->reflog, &k, &v, 0)))
+		rc = rc == MDB_MAP_FULL ? rc : artifs_error_lmdb(rc, "cannot write ref log");
+done:
+	free(det);
+	artifs_buf_release(&key);
+	artifs_buf_release(&log);
+	return rc;
+}
+
+/* Names with a ref log in repo (deleted refs too), in name order. */
+int artifs_reflog_names(artifs_store *s, MDB_txn *txn, const char *repo,
+	int (*fn)(const char *name, void *ctx), void *ctx)
+{
+	size_t plen = strlen(repo) + 1;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	char name[ARTIFS_REF_NAME_MAX + 1];
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, s->reflog, &cur)))
+		return artifs_error_lmdb(rc, "cannot read ref log");
+	k.mv_data = (void *)repo;
+	k.mv_size = plen;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;) {
+		const char *key = k.mv_data, *nul;
+		size_t nlen;
+		uint8_t next[ARTIFS_REF_NAME_MAX + 16 + 128];
+		if (k.mv_size < plen + 10 || memcmp(key, repo, plen))
+			break;
+		if (!(nul = memchr(key + plen, 0, k.mv_size - plen)) ||
+		    (nlen = (size_t)(nul - key - plen)) > ARTIFS_REF_NAME_MAX) {
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+			continue;
+		}
+		memcpy(name, key + plen, nlen);
+		name[nlen] = 0;
+		if ((rc = fn(name, ctx))) {
+			mdb_cursor_close(cur);
+			return rc;
+		}
+		/* skip the rest of this name's log: jump past "repo\0name\0<ff...>" */
+		if (plen + nlen + 1 + 8 > sizeof(next))
+			break;
+		memcpy(next, key, plen + nlen + 1);
+		memset(next + plen + nlen + 1, 0xff, 8);
+		k.mv_data = next;
+		k.mv_size = plen + nlen + 1 + 8;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (rc == 0 && k.mv_size == plen + nlen + 1 + 8 && !memcmp(k.mv_data, next, k.mv_size))
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : artifs_error_lmdb(rc, "cannot read ref log");
+}
+
 int artifs_ref_update(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
 	char kind, const artifs_oid *expect, const artifs_oid *target,
 	const char *author, const char *message)
@@ -345,10 +456,9 @@ int artifs_ref_update_ex(artifs_store *s, MDB_txn *txn, const char *repo, const 
 	const char *author, const char *message, const char *op, const char *details,
 	uint64_t *seq_out)
 {
-	artifs_buf key = { 0 }, log = { 0 };
-	char *det = NULL;
+	artifs_buf key = { 0 };
 	artifs_ref cur = { 0 };
-	uint8_t rec[REF_VALSZ] = { 0 }, t[40];
+	uint8_t rec[REF_VALSZ] = { 0 };
 	int64_t now = (int64_t)time(NULL);
 	MDB_val k, v;
 	int rc, exists;
@@ -380,6 +490,9 @@ int artifs_ref_update_ex(artifs_store *s, MDB_txn *txn, const char *repo, const 
 		return artifs_error(ARTIFS_ESTALE, "%s '%s' of '%s' moved while this operation ran",
 			artifs_ref_kind_name(kind), name, repo);
 
+	/* a name used before (a deleted branch) goes on with its log */
+	if (!exists && (rc = last_seq(s, txn, repo, name, &cur.seq)))
+		return rc;
 	rec[0] = (uint8_t)kind;
 	memcpy(rec + 8, target->id, 16);
 	put_le64(rec + 24, (uint64_t)now);
@@ -394,37 +507,50 @@ int artifs_ref_update_ex(artifs_store *s, MDB_txn *txn, const char *repo, const 
 		rc = rc == MDB_MAP_FULL ? rc : artifs_error_lmdb(rc, "cannot write ref");
 		goto done;
 	}
-	key.len = 0;
-	if ((rc = make_key(&key, repo, name, 1, cur.seq + 1)))
-		goto done;
-	memcpy(t, cur.target.id, 16);
-	memcpy(t + 16, target->id, 16);
-	put_le64(t + 32, (uint64_t)now);
-	if (!(det = details_json(op, details))) {
-		rc = artifs_error(-ENOMEM, "out of memory");
-		goto done;
-	}
-	if ((rc = artifs_buf_put(&log, t, 40)) ||
-	    (rc = artifs_buf_put_str(&log, author, strlen(author))) ||
-	    (rc = artifs_buf_put_str(&log, message, strlen(message))) ||
-	    (rc = artifs_buf_put_str(&log, det, strlen(det))))
+	if ((rc = log_move(s, txn, repo, name, cur.seq + 1, &cur.target, target, now, author,
+			message, op, details)))
 		goto done;
 	if (seq_out)
 		*seq_out = cur.seq + 1;
-	k.mv_data = key.ptr;
-	k.mv_size = key.len;
-	v.mv_data = log.ptr;
-	v.mv_size = log.len;
-	if ((rc = mdb_put(txn, s->reflog, &k, &v, 0))) {
-		rc = rc == MDB_MAP_FULL ? rc : artifs_error_lmdb(rc, "cannot write ref log");
-		goto done;
-	}
 	rc = artifs_store_refgen_bump(s, txn);
 done:
-	free(det);
 	artifs_buf_release(&key);
-	artifs_buf_release(&log);
 	return rc;
+}
+
+int artifs_ref_delete(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
+	char kind, const artifs_oid *expect, const char *author, const char *message, const char *op)
+{
+	artifs_buf key = { 0 };
+	artifs_ref cur;
+	artifs_oid zero = { 0 };
+	MDB_val k;
+	int rc;
+
+	if ((rc = artifs_ref_get(&cur, s, txn, repo, name)) == ARTIFS_ENOTFOUND)
+		return artifs_error(ARTIFS_ENOTFOUND, "no %s '%s' in '%s'", artifs_ref_kind_name(kind),
+			name, repo);
+	if (rc)
+		return rc;
+	if (cur.kind != kind)
+		return artifs_error(ARTIFS_EINVAL, "'%s' is %s %s in '%s', not %s %s", name,
+			cur.kind == ARTIFS_REF_ENV ? "an" : "a", artifs_ref_kind_name(cur.kind), repo,
+			kind == ARTIFS_REF_ENV ? "an" : "a", artifs_ref_kind_name(kind));
+	if (expect && artifs_oid_cmp(expect, &cur.target))
+		return artifs_error(ARTIFS_ESTALE, "%s '%s' of '%s' moved while this operation ran",
+			artifs_ref_kind_name(kind), name, repo);
+	if ((rc = make_key(&key, repo, name, 0, 0)))
+		return rc;
+	k.mv_data = key.ptr;
+	k.mv_size = key.len;
+	rc = mdb_del(txn, s->refs, &k, NULL);
+	artifs_buf_release(&key);
+	if (rc)
+		return rc == MDB_MAP_FULL ? rc : artifs_error_lmdb(rc, "cannot delete ref");
+	if ((rc = log_move(s, txn, repo, name, cur.seq + 1, &cur.target, &zero, (int64_t)time(NULL),
+			author, message, op, NULL)))
+		return rc;
+	return artifs_store_refgen_bump(s, txn);
 }
 
 int artifs_ref_note_put(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,

@@ -96,6 +96,20 @@ int artifs_ref_update_ex(artifs_store *s, MDB_txn *txn, const char *repo, const 
 	uint64_t *seq_out);
 
 /*
+ * Delete ref `name` (it must be of `kind`; ARTIFS_ENOTFOUND if absent,
+ * ARTIFS_EINVAL if another kind) inside write txn `txn`; with `expect`,
+ * only if it still points there (ARTIFS_ESTALE if not).  The deletion is
+ * appended to its ref log (to: zero) under `op`; the log stays, and a ref
+ * made later under the name continues it.
+ */
+int artifs_ref_delete(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
+	char kind, const artifs_oid *expect, const char *author, const char *message, const char *op);
+
+/* Every name with a ref log in repo, deleted refs too, in name order. */
+int artifs_reflog_names(artifs_store *s, MDB_txn *txn, const char *repo,
+	int (*fn)(const char *name, void *ctx), void *ctx);
+
+/*
  * Notes: one JSON document appended to move `seq` of a ref after the move
  * (post-promote hook results).  A second note for the same move is refused.
  */

@@ -96,6 +96,53 @@ def test_branches(three, tmp_path):
     assert r == {"name": "datasets/r", "kind": "dataset", "created": r["created"], "refs": 3, "main": c2}
 
 
+def test_branch_delete(three, tmp_path):
+    """branch -d: the branch goes, its versions stay until gc finds nothing else
+    using them, the deletion is logged, and a branch made later under the
+    name continues the log."""
+    cli, c1, c2, a, b = three
+    exp = tmp_path / "exp"
+    write(exp, {"x.txt": b"experiment\n", "big.bin": rand_bytes(7, 3 << 20)})
+    cli.run("branch", "datasets/r", "exp", c1)
+    c3 = cli.commit("datasets/r@exp", exp, "try")
+    cli.run("tag", "datasets/r", "v1", c1)
+    before = cli.json("du")
+
+    p = cli.run("branch", "-d", "datasets/r", "exp")
+    assert p.stdout.decode().strip() == c3          # what it pointed at
+    assert f"deleted branch exp of datasets/r (was {c3})" in p.stderr.decode()
+    assert [x["name"] for x in cli.json("branch", "datasets/r", "--list")] == ["main"]
+    err_line(cli.fail("log", "datasets/r@exp"))
+    # refused: a missing branch, main, a tag, a missing repository, no name
+    assert "no branch 'exp'" in err_line(cli.fail("branch", "-d", "datasets/r", "exp"))
+    assert "main" in err_line(cli.fail("branch", "--delete", "datasets/r", "main"))
+    assert "is a tag" in err_line(cli.fail("branch", "-d", "datasets/r", "v1"))
+    err_line(cli.fail("branch", "-d", "datasets/none", "exp"))
+    cli.run("branch", "-d", "datasets/r", rc=2)
+    assert cli.text("cat", "datasets/r@v1:x.txt") == "one\n"
+
+    # logged, in the history of every ref and of the name
+    h = [e for e in cli.json("history", "datasets/r", "--all") if e["ref"] == "exp"]
+    assert [e["op"] for e in h] == ["delete", "commit", "branch"]
+    assert h[0]["from"] == c3 and h[0]["to"] is None and [e["seq"] for e in h] == [3, 2, 1]
+    assert [e["op"] for e in cli.json("history", "datasets/r", "exp")] == ["delete", "commit", "branch"]
+
+    # until gc the versions are there: the branch can be made again at its id
+    cli.run("branch", "datasets/r", "exp", c3)
+    assert cli.cat("datasets/r@exp:big.bin") == (exp / "big.bin").read_bytes()
+    h = cli.json("history", "datasets/r", "exp")
+    assert [(e["op"], e["seq"]) for e in h][:2] == [("branch", 4), ("delete", 3)]
+    # deleted again, gc frees what only it used; the rest stays whole
+    cli.run("branch", "-d", "datasets/r", "exp")
+    g = cli.json("gc")
+    assert g["removed"]["commits"] == 1 and g["bytes_freed"] >= 3 << 20, g
+    assert cli.json("du")["stored_bytes"] <= before["stored_bytes"] - (3 << 20)
+    err_line(cli.fail("branch", "datasets/r", "exp", c3))
+    cli.run("fsck")
+    assert cli.cat("datasets/r@main:x.txt") == b"two\n"
+    assert cli.cat("datasets/r@v1:d/y.bin") == (a / "d/y.bin").read_bytes()
+
+
 def test_commit_id_prefixes(three, tmp_path):
     cli, c1, c2, a, b = three
     for n in (6, 7, 12, 31, 32):

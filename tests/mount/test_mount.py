@@ -481,6 +481,38 @@ def test_live_refs(store, mounted, tmp_path):
     print(f"main/ showed the commit after {took:.3f} s")
 
 
+def test_deleted_branch(store, mounted, tmp_path):
+    """A deleted branch leaves the mount within a second; a file open in it
+    keeps reading, through gc; a branch made again under the name shows."""
+    repo = "datasets/del"
+    store.create("dataset", "del")
+    v = tmp_path / "v"
+    put(v, "f.txt", b"main\n")
+    store.commit(repo, v, "m")
+    store.branch(repo, "exp")
+    big = random.Random(8).randbytes(6 * MiB)
+    put(v, "f.txt", b"exp\n")
+    put(v, "big.bin", big)
+    store.commit(repo + "@exp", v, "e")
+    d = mounted.path / repo
+    assert (d / "exp/f.txt").read_bytes() == b"exp\n"
+    fd = os.open(d / "exp/big.bin", os.O_RDONLY)
+    try:
+        store.run("branch", "-d", repo, "exp")
+        assert wait_for(lambda: not os.path.exists(d / "exp"), LIVE_WAIT), \
+            f"exp/ still there {LIVE_WAIT} s after the branch was deleted"
+        assert "exp" not in os.listdir(d)
+        assert errno_of(os.stat, d / "exp/f.txt") == errno.ENOENT
+        store.run("gc")
+        got = b"".join(os.pread(fd, MiB, off) for off in range(0, len(big), MiB))
+        assert got == big
+    finally:
+        os.close(fd)
+    store.branch(repo, "exp")
+    assert (d / "exp/f.txt").read_bytes() == b"main\n"
+    assert not os.path.exists(d / "exp/big.bin")
+
+
 # ---- 4. every write fails -----------------------------------------------------------------------
 
 def test_writes_fail_erofs(store, mounted, tmp_path, tmp_path_factory):
