@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "ref.h"
 #include "error.h"
 #include "maint.h"
 
@@ -23,7 +24,7 @@ static void on_fault(const char *kind, const artifs_oid *id, const char *where, 
 	if (f->arr) {
 		json_t *o = json_object(), *w = cli_json_str(where);
 		json_object_set_new(o, "kind", json_string(kind));
-		json_object_set_new(o, "id", cli_json_oid(id));
+		json_object_set_new(o, "id", artifs_oid_is_zero(id) ? json_null() : cli_json_oid(id));
 		json_object_set_new(o, "where", w ? w : json_string("(unprintable path)"));
 		json_object_set_new(o, "message", json_string(msg));
 		json_array_append_new(f->arr, o);
@@ -31,7 +32,10 @@ static void on_fault(const char *kind, const artifs_oid *id, const char *where, 
 	}
 	if (f->prog.active)
 		fputs("\r\033[K", stderr);
-	printf("%s %s: %s (in %s)\n", kind, artifs_oid_fmt(hex, id), msg, where);
+	if (artifs_oid_is_zero(id))	/* a ref: no object to name */
+		printf("%s %s: %s\n", kind, where, msg);
+	else
+		printf("%s %s: %s (in %s)\n", kind, artifs_oid_fmt(hex, id), msg, where);
 }
 
 #define CRASH_STATUS 100	/* the child exits 100 + signal when it crashed */
@@ -138,6 +142,41 @@ out:
 	return rc;
 }
 
+static void on_repair(const char *where, const char *what, void *ctx)
+{
+	(*(int *)ctx)++;
+	fprintf(stderr, "repaired ref %s: %s\n", where, what);
+}
+
+/* --repair-refs: rebuild damaged ref records from the ref log, then check. */
+static int repair_refs(void)
+{
+	artifs_store *s = NULL;
+	MDB_txn *txn = NULL;
+	int rc, n = 0;
+
+	if ((rc = cli_open_store(&s, 0)))
+		return rc;
+	for (int tries = 0;; tries++) {
+		if ((rc = artifs_wtxn_begin(s, (size_t)16 << 20, &txn)))
+			break;
+		n = 0;
+		if ((rc = artifs_refs_repair(s, txn, on_repair, &n)) || !n)
+			mdb_txn_abort(txn);
+		else
+			rc = artifs_txn_commit(txn);
+		if (rc == MDB_MAP_FULL && tries < 3 && !artifs_store_grow(s, 64 << 20))
+			continue;
+		break;
+	}
+	artifs_store_free(s);
+	if (rc)
+		return cli_fail_rc(rc);
+	if (!n)
+		fprintf(stderr, "no damaged refs to repair\n");
+	return 0;
+}
+
 /* The child's end when LMDB reads outside the map: tell the parent which signal. */
 static void child_crash(int sig)
 {
@@ -146,18 +185,26 @@ static void child_crash(int sig)
 
 int cmd_fsck(int argc, char **argv)
 {
-	static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { 0 } };
-	int json = 0, o, status;
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "repair-refs", no_argument, NULL, 'r' },
+		{ 0 },
+	};
+	int json = 0, repair = 0, o, status;
 	pid_t pid;
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (o == 'j')
 			json = 1;
+		else if (o == 'r')
+			repair = 1;
 		else
 			return cli_usage("fsck", "unknown option");
 	}
 	if (argc != optind)
 		return cli_usage("fsck", "'fsck' takes no arguments");
+	if (repair && (o = repair_refs()))
+		return o;
 	/*
 	 * LMDB has no page checksums: damage in its B-tree pages can make it
 	 * read out of bounds.  The check runs in a child, so that even then

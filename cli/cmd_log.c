@@ -103,7 +103,7 @@ int cmd_log(int argc, char **argv)
 		rc = cli_fail_rc(rc);
 		goto out;
 	}
-	artifs_ref_foreach(s, txn, sp.repo, deco_add, &d);
+	artifs_ref_foreach_ex(s, txn, sp.repo, deco_add, &d, 1);
 	if (json)
 		arr = json_array();
 	for (long n = 0; max < 0 || n < max; n++) {

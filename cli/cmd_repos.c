@@ -28,7 +28,7 @@ static int one(const char *repo, int64_t created, void *ctx)
 	char hex[ARTIFS_OID_HEXSZ + 1], t[64];
 
 	c->nrefs = 0;
-	artifs_ref_foreach(c->s, c->txn, repo, count_ref, c);
+	artifs_ref_foreach_ex(c->s, c->txn, repo, count_ref, c, 1);
 	has_main = artifs_ref_get(&main_ref, c->s, c->txn, repo, "main") == 0 &&
 		!artifs_oid_is_zero(&main_ref.target);
 	if (c->arr) {

@@ -99,7 +99,7 @@ json_t *cli_commit_tags(artifs_store *s, MDB_txn *txn, const char *repo, const a
 {
 	struct tagctx t = { id, json_array(), json_array(), s, txn, repo, NULL, 0 };
 
-	artifs_ref_foreach(s, txn, repo, tag_cb, &t);
+	artifs_ref_foreach_ex(s, txn, repo, tag_cb, &t, 1);
 	if (envs)
 		*envs = t.envs;
 	else

@@ -185,10 +185,15 @@ static const cli_cmd commands[] = {
 	{ "du", cmd_du, "[REPO] [--json]", "logical bytes vs stored bytes",
 	  "Logical: the sum over every commit of its files' sizes (what full copies would\n"
 	  "cost).  Stored: the unique chunk bytes those commits reach.\n" },
-	{ "fsck", cmd_fsck, "[--json]", "verify every reachable object against its id",
+	{ "fsck", cmd_fsck, "[--json] [--repair-refs]", "verify every reachable object against its id",
 	  "Checks every commit, tree, manifest and chunk reachable from any ref or ref log\n"
-	  "entry: each hashes to its id, decodes, and each file matches its digest.\n"
-	  "Exit status 3 if any fault is found.\n" },
+	  "entry: each hashes to its id, decodes, and each file matches its digest; and\n"
+	  "every ref: its record against its checksum and against its ref log, which\n"
+	  "every move is written to in the same transaction.  Exit status 3 if any\n"
+	  "fault is found.  'gc' refuses to run while a ref is damaged.\n"
+	  "  --repair-refs  first rebuild damaged refs from their logs (a lost ref is\n"
+	  "                 restored, a damaged one rewritten to its last logged move),\n"
+	  "                 then check\n" },
 	{ "gc", cmd_gc, "[--dry-run] [--json]", "delete unreachable objects",
 	  "Deletes objects no ref or ref-log entry reaches (for example the chunks of an\n"
 	  "interrupted commit) and reports the bytes freed.  Freed space is reused by\n"

@@ -1017,14 +1017,15 @@ static int list_names(artifs_fs *fs, MDB_txn *txn, fs_node *p, namelist *l)
 		repo_name(fs, p, repo, sizeof(repo));
 		if ((rc = fs_nl_add(l, ".commits")))
 			return rc;
-		rc = artifs_ref_foreach(fs->store, txn, repo, ref_list_fn, l);
+		/* a damaged ref is left out here; looking it up is EIO */
+		rc = artifs_ref_foreach_ex(fs->store, txn, repo, ref_list_fn, l, 1);
 		break;
 	case FS_COMMITS: {
 		struct recent r = { NULL, 0, 0, fs->store, txn, repo };
 		char hex[ARTIFS_OID_HEXSZ + 1];
 
 		repo_name(fs, p, repo, sizeof(repo));
-		rc = artifs_ref_foreach(fs->store, txn, repo, recent_ref_fn, &r);
+		rc = artifs_ref_foreach_ex(fs->store, txn, repo, recent_ref_fn, &r, 1);
 		if (!rc) {
 			if (r.n)	/* no commits yet: r.v is NULL, which qsort must not get */
 				qsort(r.v, r.n, sizeof(*r.v), recent_cmp);

@@ -380,7 +380,18 @@ static int repo_cb(const char *repo, int64_t created, void *ctx)
 
 	(void)created;
 	r->repo = repo;
-	return artifs_ref_foreach(r->s, r->txn, repo, ref_cb, r);
+	/* fsck reported damaged refs already and walks what is left */
+	return artifs_ref_foreach_ex(r->s, r->txn, repo, ref_cb, r, r->flags & R_VERIFY);
+}
+
+static void ref_fault(const char *where, const char *msg, void *ctx)
+{
+	struct reach *r = ctx;
+	static const artifs_oid none;
+
+	snprintf(r->where, sizeof(r->where), "%s", where);
+	r->path.len = 0;
+	fault(r, "ref", &none, "%s", msg);
 }
 
 static int reach_init(struct reach *r, artifs_store *s, int flags)
@@ -469,7 +480,8 @@ int artifs_fsck(artifs_store *s, artifs_fault_fn fault_fn, artifs_progress_fn pr
 	r.ctx = ctx;
 	if ((rc = artifs_rtxn_begin(s, &r.txn)))
 		goto done;
-	rc = reach_run(&r, NULL);
+	if (!(rc = artifs_refs_verify(s, r.txn, ref_fault, &r, NULL)))
+		rc = reach_run(&r, NULL);
 	if (!rc && r.fatal)
 		rc = artifs_error(ARTIFS_ECORRUPT, "the store's LMDB index is damaged (%s); fsck "
 			"stopped there", mdb_strerror(r.fatal));
@@ -568,6 +580,19 @@ again:
 	if ((rc = artifs_wtxn_begin(s, (size_t)256 << 20, &txn)))
 		goto done;
 	r.txn = txn;
+	{
+		/* a damaged ref would make what only it holds look unreachable */
+		uint64_t bad = 0;
+
+		if ((rc = artifs_refs_verify(s, txn, NULL, NULL, &bad)))
+			goto done;
+		if (bad) {
+			rc = artifs_error(ARTIFS_ECORRUPT, "gc refused: %llu of the store's refs %s "
+				"damaged, so what they hold cannot be told from garbage; nothing was "
+				"deleted", (unsigned long long)bad, bad == 1 ? "is" : "are");
+			goto done;
+		}
+	}
 	if ((rc = reach_run(&r, NULL)) || (rc = reach_pins(&r)))
 		goto done;
 	st.kept = r.commits.n + r.trees.n + r.blobs.n + r.chunks.n + r.labelsets.n;

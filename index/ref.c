@@ -1,7 +1,9 @@
 /*
  * Keys and values (see index/FORMAT.md):
  *   repos:  "REPO"                -> u8 version=1 | 7 x 0 | i64 created
- *   refs:   "REPO" 0 "NAME"       -> u8 kind | 7 x 0 | 16 target | i64 time | u64 seq
+ *   refs:   "REPO" 0 "NAME"       -> u8 kind | u8 checked | 2 x 0 | u32 check | 16 target
+ *           | i64 time | u64 seq (check: XXH3-64 of the key, kind and the last 32 bytes,
+ *           low half; checked 1 when set, 0 in records written before it existed)
  *   reflog: "REPO" 0 "NAME" 0 be64 seq -> 16 old | 16 new | i64 time | str author | str message
  *           | str details (a JSON object: op, user, host and what the caller adds)
  *   notes:  the same key -> a JSON object appended once after the move
@@ -16,10 +18,12 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pwd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #define REF_VALSZ 40
 
@@ -206,17 +210,69 @@ int artifs_repo_foreach(artifs_store *s, MDB_txn *txn,
 	return artifs_error_lmdb(rc, "cannot read the store's refs");
 }
 
-static int decode_ref(artifs_ref *out, const MDB_val *v)
+/*
+ * Refs have no content id to be checked against, so a record carries a
+ * checksum of its key and fields: damage to a name, a target or a move
+ * count is found instead of being served (or, for gc, trusted).
+ */
+static uint32_t ref_check(const void *key, size_t klen, const uint8_t *rec)
+{
+	uint8_t buf[512 + REF_VALSZ];
+	uint64_t h;
+
+	if (klen > 512)
+		return 0;
+	memcpy(buf, key, klen);
+	buf[klen] = rec[0];
+	memcpy(buf + klen + 1, rec + 8, REF_VALSZ - 8);
+	h = XXH3_64bits(buf, klen + 1 + REF_VALSZ - 8);
+	return (uint32_t)h;
+}
+
+static int printable_key(char *out, size_t cap, const MDB_val *k)
+{
+	size_t n = 0;
+	const uint8_t *p = k->mv_data;
+
+	for (size_t i = 0; i < k->mv_size && n + 5 < cap; i++)
+		n += (size_t)snprintf(out + n, cap - n, p[i] == 0 ? ":" :
+			(p[i] >= 0x20 && p[i] < 0x7f) ? "%c" : "\\x%02x", p[i]);
+	out[n] = 0;
+	return 0;
+}
+
+/* What is wrong with ref record (k, v), or NULL (and *out decoded). */
+static const char *ref_damage(artifs_ref *out, const MDB_val *k, const MDB_val *v)
 {
 	const uint8_t *p = v->mv_data;
+	const char *why = NULL;
 
 	if (v->mv_size != REF_VALSZ)
-		return artifs_error(ARTIFS_ECORRUPT, "malformed ref record");
+		why = "its record has the wrong size";
+	else if (p[0] != ARTIFS_REF_BRANCH && p[0] != ARTIFS_REF_TAG && p[0] != ARTIFS_REF_ENV)
+		why = "its kind is unknown";
+	else if (p[1] > 1 || p[2] || p[3])
+		why = "its record has bytes set that must be zero";
+	else if (p[1] == 1 && get_le32(p + 4) != ref_check(k->mv_data, k->mv_size, p))
+		why = "its record does not match its checksum";
+	if (why)
+		return why;
 	out->kind = (char)p[0];
 	memcpy(out->target.id, p + 8, 16);
 	out->time = (int64_t)get_le64(p + 24);
 	out->seq = get_le64(p + 32);
-	return 0;
+	return NULL;
+}
+
+static int decode_ref(artifs_ref *out, const MDB_val *k, const MDB_val *v)
+{
+	const char *why = ref_damage(out, k, v);
+	char where[300];
+
+	if (!why)
+		return 0;
+	printable_key(where, sizeof(where), k);
+	return artifs_error(ARTIFS_ECORRUPT, "ref '%s' is damaged: %s", where, why);
 }
 
 int artifs_ref_get(artifs_ref *out, artifs_store *s, MDB_txn *txn, const char *repo, const char *name)
@@ -235,7 +291,7 @@ int artifs_ref_get(artifs_ref *out, artifs_store *s, MDB_txn *txn, const char *r
 	else if (rc)
 		rc = artifs_error_lmdb(rc, "cannot read ref");
 	else
-		rc = decode_ref(out, &v);
+		rc = decode_ref(out, &k, &v);
 	artifs_buf_release(&key);
 	return rc;
 }
@@ -263,6 +319,12 @@ int artifs_branch_head(artifs_oid *out, artifs_store *s, MDB_txn *txn, const cha
 int artifs_ref_foreach(artifs_store *s, MDB_txn *txn, const char *repo,
 	int (*fn)(const char *name, const artifs_ref *ref, void *ctx), void *ctx)
 {
+	return artifs_ref_foreach_ex(s, txn, repo, fn, ctx, 0);
+}
+
+int artifs_ref_foreach_ex(artifs_store *s, MDB_txn *txn, const char *repo,
+	int (*fn)(const char *name, const artifs_ref *ref, void *ctx), void *ctx, int skip_damaged)
+{
 	size_t plen = strlen(repo) + 1;
 	MDB_cursor *cur = NULL;
 	MDB_val k = { plen, (void *)repo }, v;
@@ -278,8 +340,18 @@ int artifs_ref_foreach(artifs_store *s, MDB_txn *txn, const char *repo,
 		if (k.mv_size <= plen || memcmp(k.mv_data, repo, plen))
 			break;
 		nlen = k.mv_size - plen;
-		if (nlen > ARTIFS_REF_NAME_MAX || decode_ref(&r, &v))
-			continue;
+		if (nlen > ARTIFS_REF_NAME_MAX || (rc = decode_ref(&r, &k, &v))) {
+			if (skip_damaged)
+				continue;
+			if (!rc) {
+				char where[300];
+				printable_key(where, sizeof(where), &k);
+				rc = artifs_error(ARTIFS_ECORRUPT, "ref '%s' is damaged: its name is too "
+					"long", where);
+			}
+			stopped = 1;
+			break;
+		}
 		memcpy(name, (const char *)k.mv_data + plen, nlen);
 		name[nlen] = '\0';
 		if ((rc = fn(name, &r, ctx))) {
@@ -327,6 +399,51 @@ static char *details_json(const char *op, const char *extra)
 	json_decref(d);
 	json_decref(o);
 	return out;
+}
+
+/* Remove ref (repo, name)'s record; one that is not there is no error. */
+static int del_ref(artifs_store *s, MDB_txn *txn, const char *repo, const char *name)
+{
+	artifs_buf key = { 0 };
+	MDB_val k;
+	int rc;
+
+	if ((rc = make_key(&key, repo, name, 0, 0)))
+		return rc;
+	k.mv_data = key.ptr;
+	k.mv_size = key.len;
+	rc = mdb_del(txn, s->refs, &k, NULL);
+	artifs_buf_release(&key);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc == MDB_MAP_FULL ? rc : artifs_error_lmdb(rc, "cannot delete ref");
+	return 0;
+}
+
+/* A ref's record, checksummed. */
+static int put_ref(artifs_store *s, MDB_txn *txn, const char *repo, const char *name, char kind,
+	const artifs_oid *target, int64_t time, uint64_t seq)
+{
+	artifs_buf key = { 0 };
+	uint8_t rec[REF_VALSZ] = { 0 };
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = make_key(&key, repo, name, 0, 0)))
+		return rc;
+	rec[0] = (uint8_t)kind;
+	rec[1] = 1;
+	memcpy(rec + 8, target->id, 16);
+	put_le64(rec + 24, (uint64_t)time);
+	put_le64(rec + 32, seq);
+	put_le32(rec + 4, ref_check(key.ptr, key.len, rec));
+	k.mv_data = key.ptr;
+	k.mv_size = key.len;
+	v.mv_data = rec;
+	v.mv_size = sizeof(rec);
+	if ((rc = mdb_put(txn, s->refs, &k, &v, 0)))
+		rc = rc == MDB_MAP_FULL ? rc : artifs_error_lmdb(rc, "cannot write ref");
+	artifs_buf_release(&key);
+	return rc;
 }
 
 /* The sequence number of the last logged move of (repo, name); 0 if none. */
@@ -456,11 +573,8 @@ int artifs_ref_update_ex(artifs_store *s, MDB_txn *txn, const char *repo, const 
 	const char *author, const char *message, const char *op, const char *details,
 	uint64_t *seq_out)
 {
-	artifs_buf key = { 0 };
 	artifs_ref cur = { 0 };
-	uint8_t rec[REF_VALSZ] = { 0 };
 	int64_t now = (int64_t)time(NULL);
-	MDB_val k, v;
 	int rc, exists;
 
 	if (!artifs_ref_name_valid(name))
@@ -493,38 +607,20 @@ int artifs_ref_update_ex(artifs_store *s, MDB_txn *txn, const char *repo, const 
 	/* a name used before (a deleted branch) goes on with its log */
 	if (!exists && (rc = last_seq(s, txn, repo, name, &cur.seq)))
 		return rc;
-	rec[0] = (uint8_t)kind;
-	memcpy(rec + 8, target->id, 16);
-	put_le64(rec + 24, (uint64_t)now);
-	put_le64(rec + 32, cur.seq + 1);
-	if ((rc = make_key(&key, repo, name, 0, 0)))
-		goto done;
-	k.mv_data = key.ptr;
-	k.mv_size = key.len;
-	v.mv_data = rec;
-	v.mv_size = sizeof(rec);
-	if ((rc = mdb_put(txn, s->refs, &k, &v, 0))) {
-		rc = rc == MDB_MAP_FULL ? rc : artifs_error_lmdb(rc, "cannot write ref");
-		goto done;
-	}
-	if ((rc = log_move(s, txn, repo, name, cur.seq + 1, &cur.target, target, now, author,
+	if ((rc = put_ref(s, txn, repo, name, kind, target, now, cur.seq + 1)) ||
+	    (rc = log_move(s, txn, repo, name, cur.seq + 1, &cur.target, target, now, author,
 			message, op, details)))
-		goto done;
+		return rc;
 	if (seq_out)
 		*seq_out = cur.seq + 1;
-	rc = artifs_store_refgen_bump(s, txn);
-done:
-	artifs_buf_release(&key);
-	return rc;
+	return artifs_store_refgen_bump(s, txn);
 }
 
 int artifs_ref_delete(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
 	char kind, const artifs_oid *expect, const char *author, const char *message, const char *op)
 {
-	artifs_buf key = { 0 };
 	artifs_ref cur;
 	artifs_oid zero = { 0 };
-	MDB_val k;
 	int rc;
 
 	if ((rc = artifs_ref_get(&cur, s, txn, repo, name)) == ARTIFS_ENOTFOUND)
@@ -539,14 +635,8 @@ int artifs_ref_delete(artifs_store *s, MDB_txn *txn, const char *repo, const cha
 	if (expect && artifs_oid_cmp(expect, &cur.target))
 		return artifs_error(ARTIFS_ESTALE, "%s '%s' of '%s' moved while this operation ran",
 			artifs_ref_kind_name(kind), name, repo);
-	if ((rc = make_key(&key, repo, name, 0, 0)))
+	if ((rc = del_ref(s, txn, repo, name)))
 		return rc;
-	k.mv_data = key.ptr;
-	k.mv_size = key.len;
-	rc = mdb_del(txn, s->refs, &k, NULL);
-	artifs_buf_release(&key);
-	if (rc)
-		return rc == MDB_MAP_FULL ? rc : artifs_error_lmdb(rc, "cannot delete ref");
 	if ((rc = log_move(s, txn, repo, name, cur.seq + 1, &cur.target, &zero, (int64_t)time(NULL),
 			author, message, op, NULL)))
 		return rc;
@@ -659,6 +749,392 @@ int artifs_reflog_foreach(artifs_store *s, MDB_txn *txn, const char *repo, const
 	if (rc == 0 || rc == MDB_NOTFOUND)
 		return 0;
 	return artifs_error_lmdb(rc, "cannot read the store's refs");
+}
+
+struct last_move {
+	int found;
+	uint64_t seq;
+	artifs_oid to;
+	int64_t time;
+	char op[32];		/* "commit", "promote", "delete", ... ("" if unknown) */
+	char kind;		/* what the whole log says the ref is (repair) */
+	int all;		/* walk every entry (to find kind), not just the last */
+};
+
+/* The "op" of a move's details, into op[n]. */
+static void move_op(const artifs_reflog_entry *e, char *op, size_t n)
+{
+	json_error_t err;
+	json_t *d = e->details ? json_loadb(e->details, e->details_len, 0, &err) : NULL;
+	const char *v = json_string_value(json_object_get(d, "op"));
+
+	snprintf(op, n, "%s", v ? v : "");
+	json_decref(d);
+}
+
+static int last_move_cb(const artifs_reflog_entry *e, void *ctx)
+{
+	struct last_move *m = ctx;
+	char op[32];
+
+	if (!m->found) {
+		m->found = 1;
+		m->seq = e->seq;
+		m->to = e->new_id;
+		m->time = e->time;
+		move_op(e, m->op, sizeof(m->op));
+		if (!m->all)
+			return 1;	/* newest first: that is all */
+	}
+	move_op(e, op, sizeof(op));
+	if (!strcmp(op, "promote") || !strcmp(op, "rollback") || !strcmp(op, "reconcile"))
+		m->kind = ARTIFS_REF_ENV;
+	else if (!strcmp(op, "tag") && m->kind != ARTIFS_REF_ENV)
+		m->kind = ARTIFS_REF_TAG;
+	return 0;
+}
+
+static int last_move(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
+	struct last_move *m)
+{
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	rc = artifs_reflog_foreach(s, txn, repo, name, last_move_cb, m);
+	return rc == 1 ? 0 : rc;
+}
+
+
+struct verify {
+	artifs_store *s;
+	MDB_txn *txn;
+	const char *repo;
+	void (*fault)(const char *where, const char *msg, void *ctx);
+	void *ctx;
+	uint64_t n;
+};
+
+/* Tell cb "REPO:NAME" and the formatted message. */
+static void vtell(void (*cb)(const char *, const char *, void *), void *ctx, const char *repo,
+	const char *name, const char *fmt, va_list ap)
+{
+	char where[512], msg[512];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	snprintf(where, sizeof(where), "%s:%s", repo, name);
+	if (cb)
+		cb(where, msg, ctx);
+}
+
+static void vfault(struct verify *v, const char *repo, const char *name, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void vfault(struct verify *v, const char *repo, const char *name, const char *fmt, ...)
+{
+	va_list ap;
+
+	v->n++;
+	va_start(ap, fmt);
+	vtell(v->fault, v->ctx, repo, name, fmt, ap);
+	va_end(ap);
+}
+
+/* A name with a log but no record must have been deleted (its last move is to nothing). */
+static int orphan_log_cb(const char *name, void *ctx)
+{
+	struct verify *v = ctx;
+	struct last_move m;
+	artifs_ref ref;
+	char hex[ARTIFS_OID_HEXSZ + 1];
+	int rc;
+
+	if ((rc = artifs_ref_get(&ref, v->s, v->txn, v->repo, name)) != ARTIFS_ENOTFOUND)
+		return rc == ARTIFS_ECORRUPT ? 0 : rc;	/* damaged: reported already */
+	artifs_error_clear();
+	if ((rc = last_move(v->s, v->txn, v->repo, name, &m)))
+		return rc;
+	if (m.found && strcmp(m.op, "delete"))
+		vfault(v, v->repo, name, "the ref is missing but its log has no deletion: its record "
+			"was lost (its last move was to %s)", artifs_oid_is_zero(&m.to) ? "no commit" :
+			artifs_oid_fmt(hex, &m.to));
+	return 0;
+}
+
+static int verify_repo_cb(const char *repo, int64_t created, void *ctx)
+{
+	struct verify *v = ctx;
+
+	(void)created;
+	v->repo = repo;
+	return artifs_reflog_names(v->s, v->txn, repo, orphan_log_cb, v);
+}
+
+/* One record of the refs table, judged. */
+struct ref_rec {
+	const MDB_val *key;
+	char repo[300], name[ARTIFS_REF_NAME_MAX + 1];
+	char kind;		/* the record's kind byte (0 if the record is short) */
+	int bad_key;		/* not REPO 0 NAME of an existing repository */
+	char why[256];		/* what is wrong; "" when nothing */
+};
+
+/*
+ * Call fn for every record of the refs table, judged: its key, its record
+ * (kind, checksum) and, every move being logged in the same transaction,
+ * its target and move count against its last logged move.
+ */
+static int ref_records(artifs_store *s, MDB_txn *txn, int (*fn)(const struct ref_rec *r, void *ctx),
+	void *ctx)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k, val;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, s->refs, &cur)))
+		return artifs_error_lmdb(rc, "cannot read refs");
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		struct ref_rec r;
+		const char *key = k.mv_data, *nul = memchr(key, 0, k.mv_size);
+		size_t rlen = nul ? (size_t)(nul - key) : 0, nlen = nul ? k.mv_size - rlen - 1 : 0;
+		char a[ARTIFS_OID_HEXSZ + 1], b[ARTIFS_OID_HEXSZ + 1];
+		struct last_move m;
+		artifs_ref ref;
+		const char *why;
+
+		memset(&r, 0, sizeof(r));
+		r.key = &k;
+		r.kind = val.mv_size == REF_VALSZ ? ((const char *)val.mv_data)[0] : 0;
+		if (!nul || rlen >= sizeof(r.repo) || nlen > ARTIFS_REF_NAME_MAX) {
+			r.bad_key = 1;
+		} else {
+			memcpy(r.repo, key, rlen);
+			memcpy(r.name, nul + 1, nlen);
+			if (!artifs_repo_name_valid(r.repo) || !artifs_ref_name_valid(r.name) ||
+			    artifs_repo_check(s, txn, r.repo)) {
+				artifs_error_clear();
+				r.bad_key = 1;
+			}
+		}
+		if (r.bad_key) {
+			snprintf(r.why, sizeof(r.why), "a ref key that is not REPO:NAME of a repository: "
+				"the key is damaged");
+		} else if ((why = ref_damage(&ref, &k, &val))) {
+			snprintf(r.why, sizeof(r.why), "damaged: %s", why);
+		} else {
+			if ((rc = last_move(s, txn, r.repo, r.name, &m)))
+				break;
+			if (m.found && artifs_oid_cmp(&m.to, &ref.target))
+				snprintf(r.why, sizeof(r.why), "the ref points at %s but its last logged "
+					"move was to %s: its record is damaged",
+					artifs_oid_fmt(a, &ref.target), artifs_oid_fmt(b, &m.to));
+			else if (m.found && m.seq != ref.seq)
+				snprintf(r.why, sizeof(r.why), "the ref counts %llu moves but its log %llu: "
+					"its record is damaged", (unsigned long long)ref.seq,
+					(unsigned long long)m.seq);
+		}
+		if ((rc = fn(&r, ctx)))
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	return rc > 0 ? artifs_error_lmdb(rc, "cannot read refs") : rc;
+}
+
+static int verify_rec(const struct ref_rec *r, void *ctx)
+{
+	struct verify *v = ctx;
+	char where[300];
+
+	if (!*r->why)
+		return 0;
+	if (r->bad_key) {
+		printable_key(where, sizeof(where), r->key);
+		vfault(v, where, "", "%s", r->why);
+	} else {
+		vfault(v, r->repo, r->name, "%s", r->why);
+	}
+	return 0;
+}
+
+int artifs_refs_verify(artifs_store *s, MDB_txn *txn,
+	void (*fault)(const char *where, const char *msg, void *ctx), void *ctx, uint64_t *nfaults)
+{
+	struct verify v = { s, txn, NULL, fault, ctx, 0 };
+	int rc;
+
+	if ((rc = ref_records(s, txn, verify_rec, &v)) ||
+	    (rc = artifs_repo_foreach(s, txn, verify_repo_cb, &v)))
+		return rc;
+	if (nfaults)
+		*nfaults = v.n;
+	return 0;
+}
+
+struct fix {
+	uint8_t *key;
+	size_t klen;
+	char kind;		/* the damaged record's kind, when it is a kind; else 0 */
+	int bad_key;		/* not REPO 0 NAME of an existing repository */
+};
+
+static void fix_report(void (*report)(const char *, const char *, void *), void *ctx,
+	const char *repo, const char *name, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void fix_report(void (*report)(const char *, const char *, void *), void *ctx,
+	const char *repo, const char *name, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vtell(report, ctx, repo, name, fmt, ap);
+	va_end(ap);
+}
+
+/* Rewrite ref (repo, name) from its log, or remove its record when the log cannot restore it. */
+static int restore_from_log(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
+	char kind, void (*report)(const char *, const char *, void *), void *ctx)
+{
+	struct last_move m;
+	char hex[ARTIFS_OID_HEXSZ + 1];
+	int rc;
+
+	memset(&m, 0, sizeof(m));
+	m.all = 1;
+	if ((rc = artifs_reflog_foreach(s, txn, repo, name, last_move_cb, &m)))
+		return rc;
+	if (!m.found || !strcmp(m.op, "delete")) {
+		if ((rc = del_ref(s, txn, repo, name)))
+			return rc;
+		fix_report(report, ctx, repo, name, "%s", !m.found ?
+			"removed its record: no log to restore it from" :
+			"removed its record: its log ends in its deletion");
+		return 0;
+	}
+	if (kind != ARTIFS_REF_BRANCH && kind != ARTIFS_REF_TAG && kind != ARTIFS_REF_ENV)
+		kind = m.kind ? m.kind : ARTIFS_REF_BRANCH;
+	if ((rc = put_ref(s, txn, repo, name, kind, &m.to, m.time, m.seq)))
+		return rc;
+	fix_report(report, ctx, repo, name, "rewritten from its log: %s at %s (move %llu)",
+		artifs_ref_kind_name(kind), artifs_oid_is_zero(&m.to) ? "no commit" :
+		artifs_oid_fmt(hex, &m.to), (unsigned long long)m.seq);
+	return 0;
+}
+
+struct orphans {
+	artifs_store *s;
+	MDB_txn *txn;
+	const char *repo;
+	void (*report)(const char *, const char *, void *);
+	void *ctx;
+	char **names;
+	size_t n;
+};
+
+static int orphan_cb(const char *name, void *ctx)
+{
+	struct orphans *o = ctx;
+	artifs_ref ref;
+	char **v;
+	int rc = artifs_ref_get(&ref, o->s, o->txn, o->repo, name);
+
+	if (rc != ARTIFS_ENOTFOUND)
+		return rc == ARTIFS_ECORRUPT ? 0 : rc;
+	artifs_error_clear();
+	if (!(v = realloc(o->names, (o->n + 1) * sizeof(*v))) || !(v[o->n] = strdup(name)))
+		return artifs_error(-ENOMEM, "out of memory");
+	o->names = v;
+	o->n++;
+	return 0;
+}
+
+static int orphan_repo_cb(const char *repo, int64_t created, void *ctx)
+{
+	struct orphans *o = ctx;
+	int rc;
+
+	(void)created;
+	o->repo = repo;
+	o->n = 0;
+	if ((rc = artifs_reflog_names(o->s, o->txn, repo, orphan_cb, o)))
+		return rc;
+	/* a name whose log does not end in a deletion lost its record: restore it */
+	for (size_t i = 0; i < o->n; i++) {
+		struct last_move m;
+		if (!rc && !(rc = last_move(o->s, o->txn, repo, o->names[i], &m)) &&
+		    m.found && strcmp(m.op, "delete"))
+			rc = restore_from_log(o->s, o->txn, repo, o->names[i], 0, o->report, o->ctx);
+		free(o->names[i]);
+	}
+	return rc;
+}
+
+struct fixes {
+	struct fix *v;
+	size_t n;
+};
+
+static int collect_rec(const struct ref_rec *r, void *ctx)
+{
+	struct fixes *f = ctx;
+	struct fix *nv;
+
+	if (!*r->why)
+		return 0;
+	if (!(nv = realloc(f->v, (f->n + 1) * sizeof(*nv))))
+		return artifs_error(-ENOMEM, "out of memory");
+	f->v = nv;
+	if (!(nv[f->n].key = malloc(r->key->mv_size)))
+		return artifs_error(-ENOMEM, "out of memory");
+	memcpy(nv[f->n].key, r->key->mv_data, r->key->mv_size);
+	nv[f->n].klen = r->key->mv_size;
+	nv[f->n].kind = r->kind;
+	nv[f->n].bad_key = r->bad_key;
+	f->n++;
+	return 0;
+}
+
+int artifs_refs_repair(artifs_store *s, MDB_txn *txn,
+	void (*report)(const char *where, const char *what, void *ctx), void *ctx)
+{
+	struct orphans o = { s, txn, NULL, report, ctx, NULL, 0 };
+	struct fixes f = { NULL, 0 };
+	struct fix *fx;
+	size_t nfx;
+	int rc;
+
+	/* first judge every record, then change the table */
+	rc = ref_records(s, txn, collect_rec, &f);
+	fx = f.v;
+	nfx = f.n;
+	for (size_t i = 0; !rc && i < nfx; i++) {
+		if (fx[i].bad_key) {
+			char where[300];
+			MDB_val dk = { fx[i].klen, fx[i].key };
+			if ((rc = mdb_del(txn, s->refs, &dk, NULL)))
+				rc = rc == MDB_MAP_FULL ? rc : artifs_error_lmdb(rc, "cannot delete ref");
+			printable_key(where, sizeof(where), &dk);
+			if (!rc && report)
+				report(where, "removed a ref record whose key is damaged", ctx);
+		} else {
+			const char *nul = memchr(fx[i].key, 0, fx[i].klen);
+			char repo[300], name[ARTIFS_REF_NAME_MAX + 1];
+			size_t rlen = (size_t)(nul - (const char *)fx[i].key);
+			memcpy(repo, fx[i].key, rlen);
+			repo[rlen] = 0;
+			memcpy(name, nul + 1, fx[i].klen - rlen - 1);
+			name[fx[i].klen - rlen - 1] = 0;
+			rc = restore_from_log(s, txn, repo, name, fx[i].kind, report, ctx);
+		}
+	}
+	for (size_t i = 0; i < nfx; i++)
+		free(fx[i].key);
+	free(fx);
+	if (!rc)
+		rc = artifs_repo_foreach(s, txn, orphan_repo_cb, &o);
+	free(o.names);
+	if (!rc)
+		rc = artifs_store_refgen_bump(s, txn);
+	return rc;
 }
 
 static int hexval(char c)

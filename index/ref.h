@@ -69,9 +69,39 @@ int artifs_ref_get(artifs_ref *out, artifs_store *s, MDB_txn *txn, const char *r
 int artifs_branch_head(artifs_oid *out, artifs_store *s, MDB_txn *txn, const char *repo,
 	const char *branch, const char *why);
 
-/* Every ref of repo in name order; fn gets a NUL-terminated name. */
+/*
+ * Every ref of repo in name order; fn gets a NUL-terminated name.  A
+ * damaged ref record stops the walk with ARTIFS_ECORRUPT.
+ */
 int artifs_ref_foreach(artifs_store *s, MDB_txn *txn, const char *repo,
 	int (*fn)(const char *name, const artifs_ref *ref, void *ctx), void *ctx);
+
+/* The same; with skip_damaged, refs whose records are damaged are left out, not an error. */
+int artifs_ref_foreach_ex(artifs_store *s, MDB_txn *txn, const char *repo,
+	int (*fn)(const char *name, const artifs_ref *ref, void *ctx), void *ctx, int skip_damaged);
+
+/*
+ * Check every ref of the store: its key (REPO, NAME of an existing
+ * repository), its record (kind, checksum), and its record against its
+ * log, which every move appends to in the same transaction (the last
+ * move's target and number); and that every name with a log but no ref
+ * ends in a deletion.  fault() gets "REPO:NAME" and what is wrong;
+ * *nfaults the count.  Returns 0 unless the store could not be read.
+ */
+int artifs_refs_verify(artifs_store *s, MDB_txn *txn,
+	void (*fault)(const char *where, const char *msg, void *ctx), void *ctx, uint64_t *nfaults);
+
+/*
+ * Repair what artifs_refs_verify finds, inside write txn `txn`, from the
+ * ref log: a damaged record is rewritten from its name's last logged move
+ * (its kind kept when it is one, else read from the log's operations), or
+ * removed when the log ends in a deletion or there is no log; a record
+ * whose key is damaged is removed; a name whose log does not end in a
+ * deletion but has no record gets it back.  report() gets "REPO:NAME"
+ * and what was done.
+ */
+int artifs_refs_repair(artifs_store *s, MDB_txn *txn,
+	void (*report)(const char *where, const char *what, void *ctx), void *ctx);
 
 /*
  * Move (or create) ref `name` to `target` inside write txn `txn`, as a

@@ -1,7 +1,9 @@
 """Refs (tags, branches, commit-id prefixes), diff, and the JSON of log/show/repos/ls."""
 
 import datetime
+import json
 import os
+import struct
 import re
 import shutil
 
@@ -141,6 +143,95 @@ def test_branch_delete(three, tmp_path):
     cli.run("fsck")
     assert cli.cat("datasets/r@main:x.txt") == b"two\n"
     assert cli.cat("datasets/r@v1:d/y.bin") == (a / "d/y.bin").read_bytes()
+
+
+def flip_ref_record(store, repo, name, off, xor):
+    """XOR byte `off` of ref (repo, name)'s record in data.mdb (off -1: the last
+    byte of its key), in every copy of the record LMDB's pages hold; how many."""
+    path = store / "data.mdb"
+    data = path.read_bytes()
+    key = repo.encode() + b"\0" + name.encode()
+    n = 0
+    fd = os.open(path, os.O_RDWR)
+    try:
+        i = data.find(key)
+        while i >= 8:
+            # an LMDB leaf node: u16 size lo, u16 size hi, u16 flags, u16 key size, key, value
+            if struct.unpack("<HHHH", data[i - 8:i]) == (40, 0, 0, len(key)):
+                at = i + len(key) + off
+                os.pwrite(fd, bytes([data[at] ^ xor]), at)
+                n += 1
+            i = data.find(key, i + 1)
+    finally:
+        os.close(fd)
+    assert n, f"no record of {repo}:{name} in {path}"
+    return n
+
+
+def test_damaged_refs_found_and_repaired(cli, tmp_path):
+    """Refs have no ids to check against: each record carries a checksum, and
+    every move is in the ref log too (same transaction).  fsck finds a damaged
+    or lost ref, gc refuses to run (what only that ref holds would look like
+    garbage), and fsck --repair-refs rebuilds refs from their logs."""
+    cli.create("datasets/r")
+    a = tmp_path / "a"
+    write(a, {"x.txt": b"one\n"})
+    c1 = cli.commit("datasets/r", a, "one")
+    cli.run("branch", "datasets/r", "exp")
+    write(a, {"x.txt": b"only on exp\n", "big.bin": rand_bytes(3, 1 << 20)})
+    c2 = cli.commit("datasets/r@exp", a, "exp work")
+    cli.run("tag", "datasets/r", "v1", c1)
+    cli.run("promote", "datasets/r", c1, "prod")
+    refs = {x["name"]: x["commit"] for x in cli.json("branch", "datasets/r", "--list")}
+    cli.run("fsck")
+
+    def faults():
+        p = cli.run("fsck", "--json", rc=3)
+        out = {}
+        for f in json.loads(p.stdout)["faults"]:
+            if f["kind"] == "ref":
+                out[f["where"]] = out.get(f["where"], "") + f["message"] + "; "
+        return out
+
+    # the move count of exp (a field nothing else checks)
+    flip_ref_record(cli.store, "datasets/r", "exp", 32, 1)
+    f = faults()
+    assert list(f) == ["datasets/r:exp"] and "checksum" in f["datasets/r:exp"], f
+    assert "damaged" in err_line(cli.fail("log", "datasets/r@exp"))
+    assert "gc refused" in err_line(cli.fail("gc"))
+    p = cli.run("fsck", "--repair-refs")
+    assert "repaired ref datasets/r:exp: rewritten from its log" in p.stderr.decode()
+    assert cli.head("datasets/r", "exp") == c2
+    assert cli.cat("datasets/r@exp:x.txt") == b"only on exp\n"     # gc did not take it
+
+    # a name changed: the damaged record goes, the lost one comes back
+    flip_ref_record(cli.store, "datasets/r", "exp", -1, 1)       # exp -> exq
+    f = faults()
+    assert set(f) == {"datasets/r:exq", "datasets/r:exp"}, f
+    assert "lost" in f["datasets/r:exp"]
+    cli.fail("gc")
+    cli.run("fsck", "--repair-refs")
+    assert {x["name"]: x["commit"] for x in cli.json("branch", "datasets/r", "--list")} == refs
+
+    # a record from before checksums (its flag clear) whose target changed: the log disagrees
+    flip_ref_record(cli.store, "datasets/r", "main", 1, 1)
+    flip_ref_record(cli.store, "datasets/r", "main", 8, 0x40)
+    f = faults()
+    assert "last logged move was to " + c1 in f["datasets/r:main"], f
+    cli.run("fsck", "--repair-refs")
+    assert cli.head("datasets/r") == c1
+
+    # an environment whose kind byte is damaged comes back an environment
+    flip_ref_record(cli.store, "datasets/r", "prod", 0, 0x20)
+    assert "datasets/r:prod" in faults()
+    cli.run("fsck", "--repair-refs")
+    envs = {e["name"]: e["commit"] for e in cli.json("envs", "datasets/r")}
+    assert envs == {"prod": c1}
+    assert [t["name"] for t in cli.json("tag", "datasets/r", "--list")] == ["v1"]
+    cli.run("fsck")
+    cli.run("gc")
+    p = cli.run("fsck", "--repair-refs")
+    assert "no damaged refs to repair" in p.stderr.decode()
 
 
 def test_commit_id_prefixes(three, tmp_path):
