@@ -1,6 +1,7 @@
 /* refcmd.c - what 'tag' and 'branch' share: create a ref at a rev, list refs. */
 #include "refcmd.h"
 #include "error.h"
+#include "snapshot.h"
 
 #include <string.h>
 
@@ -140,6 +141,8 @@ int refcmd_delete(const char *cmd, const char *repo, const char *name, char kind
 				snprintf(msg, sizeof(msg), "%s -d %s", cmd, name);
 				rc = artifs_ref_delete(s, txn, repo, name, kind, &cur.target,
 					artifs_author_default(), msg, "delete");
+				if (!rc && kind == ARTIFS_REF_BRANCH)
+					rc = artifs_statcache_drop(s, txn, repo, name);
 			}
 		}
 		if (rc)

@@ -92,6 +92,42 @@ static void sc_encode(uint8_t *v, const struct stat *st, int exec, const artifs_
 	memcpy(v + 48, blob->id, 16);
 }
 
+/* Delete the stat cache rows whose key starts with prefix (REPO 0 BRANCH 0). */
+static int statcache_drop(artifs_store *s, MDB_txn *txn, const void *prefix, size_t plen)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, s->statcache, &cur)))
+		return artifs_error_lmdb(rc, "cannot update stat cache");
+	k.mv_data = (void *)prefix;
+	k.mv_size = plen;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen))
+			break;
+		if ((rc = mdb_cursor_del(cur, 0)))
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc == MDB_MAP_FULL ? rc : artifs_error_lmdb(rc, "cannot update stat cache");
+	return 0;
+}
+
+int artifs_statcache_drop(artifs_store *s, MDB_txn *txn, const char *repo, const char *branch)
+{
+	artifs_buf key = { 0 };
+	int rc;
+
+	if (!(rc = artifs_buf_put(&key, repo, strlen(repo) + 1)) &&
+	    !(rc = artifs_buf_put(&key, branch, strlen(branch) + 1)))
+		rc = statcache_drop(s, txn, key.ptr, key.len);
+	artifs_buf_release(&key);
+	return rc;
+}
+
 /* A cached manifest for this path if its stat still matches. */
 static int sc_lookup(struct snap *sn, const struct stat *st, int exec, artifs_oid *blob)
 {
@@ -419,7 +455,6 @@ done:
 static int finish(MDB_txn *txn, void *ctx)
 {
 	struct snap *sn = ctx;
-	MDB_cursor *cur = NULL;
 	MDB_val k, v;
 	int rc;
 
@@ -432,20 +467,8 @@ static int finish(MDB_txn *txn, void *ctx)
 			return rc;
 	}
 	/* replace the branch's stat cache */
-	if ((rc = mdb_cursor_open(txn, sn->s->statcache, &cur)))
-		return artifs_error_lmdb(rc, "cannot update stat cache");
-	k.mv_data = sn->key.ptr;
-	k.mv_size = sn->key_prefix;
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (k.mv_size < sn->key_prefix || memcmp(k.mv_data, sn->key.ptr, sn->key_prefix))
-			break;
-		if ((rc = mdb_cursor_del(cur, 0)))
-			break;
-	}
-	mdb_cursor_close(cur);
-	if (rc && rc != MDB_NOTFOUND)
-		return rc == MDB_MAP_FULL ? rc : artifs_error_lmdb(rc, "cannot update stat cache");
+	if ((rc = statcache_drop(sn->s, txn, sn->key.ptr, sn->key_prefix)))
+		return rc;
 	for (size_t i = 0; i < sn->nsc; i++) {
 		sn->key.len = sn->key_prefix;
 		if ((rc = artifs_buf_put(&sn->key, sn->sc[i].path, strlen(sn->sc[i].path))))

@@ -100,4 +100,10 @@ int artifs_snapshot_source(artifs_oid *out, artifs_store *s, const char *repo, c
 int artifs_commit_before_move(struct artifs_writer *w, const artifs_oid *head, const artifs_commit *c,
 	int (*fn)(const artifs_oid *, const artifs_oid *, const artifs_commit *, void *), void *ctx);
 
+/*
+ * Forget branch's stat cache (its rows: one per file last committed), in
+ * write txn `txn`: for a deleted branch.
+ */
+int artifs_statcache_drop(artifs_store *s, MDB_txn *txn, const char *repo, const char *branch);
+
 #endif

@@ -510,6 +510,18 @@ static void test_stat_cache(void **state)
 		assert_int_equal(st.bytes_read, NFILES * FSIZE);
 		test_commit_tree(&td, env->s, &cd);
 		assert_oid_equal(&td, &t1);
+
+		/* dropping a branch's cache (its deletion) leaves the others' alone */
+		snap(&cd, env, REPO, "dev", NULL, &st);
+		assert_int_equal(st.files_cached, NFILES);
+		assert_ok(artifs_wtxn_begin(env->s, 1 << 20, &txn));
+		assert_ok(artifs_statcache_drop(env->s, txn, REPO, "dev"));
+		assert_ok(artifs_txn_commit(txn));
+		snap(&cd, env, REPO, "dev", NULL, &st);
+		assert_int_equal(st.files_cached, 0);
+		assert_int_equal(st.bytes_read, NFILES * FSIZE);
+		snap(&c2, env, REPO, "main", NULL, &st);
+		assert_int_equal(st.files_cached, NFILES);
 	}
 
 	/* a cached manifest is trusted only while it is stored */
