@@ -76,14 +76,6 @@ int cli_fail_rc(int rc)
 	case -ENOSPC:
 		hint = "free some space and run it again";
 		break;
-	case -EACCES:
-		hint = "reading a store needs write access to its lock.mdb (LMDB's table of readers); "
-			"writing needs the whole store directory";
-		break;
-	case -EROFS:
-		hint = "the store is on a read-only file system: commands that only read it, and "
-			"'artifs mount', work there";
-		break;
 	default:
 		break;
 	}
@@ -114,6 +106,13 @@ int cli_open_store(artifs_store **out, int readonly)
 		rc = artifs_store_open(out, path, &o);
 	}
 	free(path);
+	/* the store's own permissions: say what each kind of command needs */
+	if (rc == -EACCES)
+		return cli_fail("reading a store needs write access to its lock.mdb (LMDB's table of "
+			"readers); writing needs the whole store directory", "%s", artifs_error_last());
+	if (rc == -EROFS)
+		return cli_fail("the store is on a read-only file system: commands that only read it, "
+			"and 'artifs mount', work there", "%s", artifs_error_last());
 	if (rc)
 		return cli_fail_rc(rc);
 	return 0;
