@@ -5,6 +5,11 @@
 
 #include <string.h>
 
+static int bad_repo(const char *cmd, const char *repo)
+{
+	return cli_usage(cmd, "invalid repository '%s' (want datasets/NAME or models/NAME)", repo);
+}
+
 struct list_ctx {
 	char kind;
 	json_t *arr;
@@ -38,7 +43,7 @@ int refcmd_list(const char *cmd, const char *repo, char kind, int json)
 	int rc;
 
 	if (!artifs_repo_name_valid(repo))
-		return cli_usage(cmd, "invalid repository '%s' (want datasets/NAME or models/NAME)", repo);
+		return bad_repo(cmd, repo);
 	if ((rc = cli_open_store(&s, 1)))
 		goto out;
 	if ((rc = artifs_rtxn_begin(s, &txn)) || (rc = artifs_repo_check(s, txn, repo)) ||
@@ -68,7 +73,7 @@ int refcmd_create(const char *cmd, const char *repo, const char *name, const cha
 	int rc;
 
 	if (!artifs_repo_name_valid(repo))
-		return cli_usage(cmd, "invalid repository '%s' (want datasets/NAME or models/NAME)", repo);
+		return bad_repo(cmd, repo);
 	if (!artifs_ref_name_valid(name))
 		return cli_fail(NULL, "invalid %s name '%s' (letters, digits, '.', '_', '-'; "
 			"no leading '.' or '-'; at most %d)", artifs_ref_kind_name(kind), name, ARTIFS_REF_NAME_MAX);
@@ -124,7 +129,7 @@ int refcmd_delete(const char *cmd, const char *repo, const char *name, char kind
 	int rc;
 
 	if (!artifs_repo_name_valid(repo))
-		return cli_usage(cmd, "invalid repository '%s' (want datasets/NAME or models/NAME)", repo);
+		return bad_repo(cmd, repo);
 	if (kind == ARTIFS_REF_BRANCH && !strcmp(name, "main"))
 		return cli_fail("a repository keeps its main branch; delete other branches",
 			"cannot delete 'main' of '%s': commits go there unless told otherwise", repo);

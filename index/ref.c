@@ -446,32 +446,58 @@ static int put_ref(artifs_store *s, MDB_txn *txn, const char *repo, const char *
 	return rc;
 }
 
-/* The sequence number of the last logged move of (repo, name); 0 if none. */
-static int last_seq(artifs_store *s, MDB_txn *txn, const char *repo, const char *name, uint64_t *out)
+
+struct last_move {
+	int found;
+	uint64_t seq;
+	artifs_oid to;
+	int64_t time;
+	char op[32];		/* "commit", "promote", "delete", ... ("" if unknown) */
+	char kind;		/* what the whole log says the ref is (repair) */
+	int all;		/* walk every entry (to find kind), not just the last */
+};
+
+/* The "op" of a move's details, into op[n]. */
+static void move_op(const artifs_reflog_entry *e, char *op, size_t n)
 {
-	artifs_buf key = { 0 };
-	MDB_cursor *cur = NULL;
-	MDB_val k, v;
-	size_t plen;
+	json_error_t err;
+	json_t *d = e->details ? json_loadb(e->details, e->details_len, 0, &err) : NULL;
+	const char *v = json_string_value(json_object_get(d, "op"));
+
+	snprintf(op, n, "%s", v ? v : "");
+	json_decref(d);
+}
+
+static int last_move_cb(const artifs_reflog_entry *e, void *ctx)
+{
+	struct last_move *m = ctx;
+	char op[32];
+
+	if (!m->found) {
+		m->found = 1;
+		m->seq = e->seq;
+		m->to = e->new_id;
+		m->time = e->time;
+		move_op(e, m->op, sizeof(m->op));
+		if (!m->all)
+			return 1;	/* newest first: that is all */
+	}
+	move_op(e, op, sizeof(op));
+	if (!strcmp(op, "promote") || !strcmp(op, "rollback") || !strcmp(op, "reconcile"))
+		m->kind = ARTIFS_REF_ENV;
+	else if (!strcmp(op, "tag") && m->kind != ARTIFS_REF_ENV)
+		m->kind = ARTIFS_REF_TAG;
+	return 0;
+}
+
+static int last_move(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
+	struct last_move *m)
+{
 	int rc;
 
-	*out = 0;
-	if ((rc = make_key(&key, repo, name, 1, UINT64_MAX)))
-		return rc;
-	plen = key.len - 8;
-	if ((rc = mdb_cursor_open(txn, s->reflog, &cur))) {
-		artifs_buf_release(&key);
-		return artifs_error_lmdb(rc, "cannot read ref log");
-	}
-	k.mv_data = key.ptr;
-	k.mv_size = key.len;
-	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	rc = mdb_cursor_get(cur, &k, &v, rc == 0 ? MDB_PREV : MDB_LAST);
-	if (rc == 0 && k.mv_size == plen + 8 && !memcmp(k.mv_data, key.ptr, plen))
-		*out = get_be64((const uint8_t *)k.mv_data + plen);
-	mdb_cursor_close(cur);
-	artifs_buf_release(&key);
-	return rc == 0 || rc == MDB_NOTFOUND ? 0 : artifs_error_lmdb(rc, "cannot read ref log");
+	memset(m, 0, sizeof(*m));
+	rc = artifs_reflog_foreach(s, txn, repo, name, last_move_cb, m);
+	return rc == 1 ? 0 : rc;
 }
 
 /* Append move `seq` of (repo, name), old -> new, to the ref log. */
@@ -605,8 +631,13 @@ int artifs_ref_update_ex(artifs_store *s, MDB_txn *txn, const char *repo, const 
 			artifs_ref_kind_name(kind), name, repo);
 
 	/* a name used before (a deleted branch) goes on with its log */
-	if (!exists && (rc = last_seq(s, txn, repo, name, &cur.seq)))
-		return rc;
+	if (!exists) {
+		struct last_move m;
+
+		if ((rc = last_move(s, txn, repo, name, &m)))
+			return rc;
+		cur.seq = m.seq;
+	}
 	if ((rc = put_ref(s, txn, repo, name, kind, target, now, cur.seq + 1)) ||
 	    (rc = log_move(s, txn, repo, name, cur.seq + 1, &cur.target, target, now, author,
 			message, op, details)))
@@ -751,58 +782,6 @@ int artifs_reflog_foreach(artifs_store *s, MDB_txn *txn, const char *repo, const
 	return artifs_error_lmdb(rc, "cannot read the store's refs");
 }
 
-struct last_move {
-	int found;
-	uint64_t seq;
-	artifs_oid to;
-	int64_t time;
-	char op[32];		/* "commit", "promote", "delete", ... ("" if unknown) */
-	char kind;		/* what the whole log says the ref is (repair) */
-	int all;		/* walk every entry (to find kind), not just the last */
-};
-
-/* The "op" of a move's details, into op[n]. */
-static void move_op(const artifs_reflog_entry *e, char *op, size_t n)
-{
-	json_error_t err;
-	json_t *d = e->details ? json_loadb(e->details, e->details_len, 0, &err) : NULL;
-	const char *v = json_string_value(json_object_get(d, "op"));
-
-	snprintf(op, n, "%s", v ? v : "");
-	json_decref(d);
-}
-
-static int last_move_cb(const artifs_reflog_entry *e, void *ctx)
-{
-	struct last_move *m = ctx;
-	char op[32];
-
-	if (!m->found) {
-		m->found = 1;
-		m->seq = e->seq;
-		m->to = e->new_id;
-		m->time = e->time;
-		move_op(e, m->op, sizeof(m->op));
-		if (!m->all)
-			return 1;	/* newest first: that is all */
-	}
-	move_op(e, op, sizeof(op));
-	if (!strcmp(op, "promote") || !strcmp(op, "rollback") || !strcmp(op, "reconcile"))
-		m->kind = ARTIFS_REF_ENV;
-	else if (!strcmp(op, "tag") && m->kind != ARTIFS_REF_ENV)
-		m->kind = ARTIFS_REF_TAG;
-	return 0;
-}
-
-static int last_move(artifs_store *s, MDB_txn *txn, const char *repo, const char *name,
-	struct last_move *m)
-{
-	int rc;
-
-	memset(m, 0, sizeof(*m));
-	rc = artifs_reflog_foreach(s, txn, repo, name, last_move_cb, m);
-	return rc == 1 ? 0 : rc;
-}
 
 
 struct verify {
