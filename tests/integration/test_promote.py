@@ -603,7 +603,7 @@ def test_failing_post_promote_hook_keeps_the_promotion(cli, tmp_path):
 
 INTERRUPTIBLE = """#!/bin/sh
 trap 'echo INT > {mark}; exit 3' INT
-echo $$ > {started}
+echo $$ > {started}.tmp && mv {started}.tmp {started}
 while :; do sleep 0.05; done
 """
 
