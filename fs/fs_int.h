@@ -233,9 +233,6 @@ void fs_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 int fs_prefetch_start(artifs_fs *fs);
 void fs_prefetch_stop(artifs_fs *fs);
 void fs_prefetch_dir(artifs_fs *fs, const artifs_oid *tree);
-/* Is the page holding p in memory?  The first and the last of [p, p+len)? */
-int fs_resident(const void *p);
-int fs_resident_range(const void *p, size_t len);
 /* Locate the map of data.mdb (after open and after every remap). */
 void fs_find_map(artifs_fs *fs);
 /* File offset in data.mdb of map address p (inside a transaction). */

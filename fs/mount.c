@@ -2,6 +2,7 @@
  * mount.c - mounting, detaching, logging and the session loop.
  */
 #include "fs_int.h"
+#include "pagecache.h"
 #include "fs.h"
 
 #include <errno.h>
@@ -309,6 +310,8 @@ int artifs_mount(const artifs_mount_opts *o)
 		goto done;
 	}
 	fs.store = s;
+	/* the daemon fetches cold chunks its own way (prefetch.c, stage.c) */
+	artifs_store_set_fetch(s, 0);
 	if (o->lazy && (rc = fs_lazy_start(&fs, o->lazy))) {
 		fs_log(LOG_ERR, "cannot start the remote cache: %s", artifs_error_last());
 		goto done;

@@ -6,6 +6,7 @@
  * so a walk up from any live node always finds live nodes.
  */
 #include "fs_int.h"
+#include "pagecache.h"
 
 #include <signal.h>
 
@@ -531,7 +532,7 @@ int fs_check(artifs_fs *fs, MDB_txn *txn, char kind, const artifs_oid *id)
 	 * disk read per page; one read brings it whole.
 	 */
 	if (!artifs_object_get(fs->store, txn, kind, id, &d, &len) && len > 8192 &&
-	    !fs_resident_range(d, len))
+	    !artifs_resident_range(d, len))
 		fs_fetch(fs, d, len);
 	if ((rc = artifs_object_check(fs->store, txn, kind, id)))
 		return rc;

@@ -11,6 +11,7 @@
  * the poller.
  */
 #include "fs_int.h"
+#include "pagecache.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -651,7 +652,7 @@ static void read_ahead(artifs_fs *fs, MDB_txn *txn, fs_node *n, const artifs_blo
 
 		if (artifs_blob_chunk(&d, &dl, fs->store, txn, b, i, 0))
 			break;
-		if (fs_resident_range(d, dl))
+		if (artifs_resident_range(d, dl))
 			continue;
 		a = fs_map_off(fs, d) & ~(uint64_t)4095;
 		e = fs_map_off(fs, d) + dl;
@@ -769,7 +770,7 @@ again:
 			int missed = 0;
 
 			/* a chunk served before is read into the page cache, for its next uses */
-			resident = fs_resident_range(d, dl);
+			resident = artifs_resident_range(d, dl);
 			staged = fs_stage_get(fs, d, dl, resident, verify, &slot, &missed);
 			if (missed)
 				cold_chunk(fs, txn, n, &cold);
@@ -791,7 +792,7 @@ again:
 		if (!staged) {
 			/* a chunk served before is only checked when staging asked already */
 			if (resident < 0 && verify)
-				resident = fs_resident_range(d, dl);
+				resident = artifs_resident_range(d, dl);
 			if (resident == 0) {
 				fs_fetch(fs, d, dl);	/* one read, not a fault per page */
 				if (verify)

@@ -31,12 +31,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/sendfile.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "blob.h"
+#include "pagecache.h"
 #include "tree.h"
 
 #define PF_WORKERS 4
@@ -44,7 +43,7 @@
 #define PF_RECENT 1024			/* directories already queued */
 #define PF_DIR_BUDGET (256u << 20)	/* bytes fetched per directory */
 #define PF_FILE_MAX (8u << 20)		/* larger files are left to their reader */
-#define PF_PIECE (8u << 20)		/* one sendfile() at most */
+#define PF_PIECE (8u << 20)		/* a range job at most */
 #define PF_GAP 65536			/* merge ranges this close */
 #define PF_GROUP 8			/* staging: files a worker takes at a time */
 
@@ -76,72 +75,15 @@ struct artifs_prefetch {
 	artifs_oid recent[PF_RECENT];
 };
 
-int fs_resident(const void *p)
-{
-	unsigned char v = 0;
-	uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095;
-
-	return mincore((void *)a, 1, &v) == 0 && (v & 1);
-}
-
-int fs_resident_range(const void *p, size_t len)
-{
-	return fs_resident(p) && (len <= 1 || fs_resident((const uint8_t *)p + len - 1));
-}
-
-/* Read [off, off+len) of data.mdb into the page cache; the bytes go nowhere. */
-static void sink(int null_fd, int fd, uint64_t off, uint64_t len)
-{
-	off_t o = (off_t)off;
-
-	while (len) {
-		ssize_t k = sendfile(null_fd, fd, &o, len > PF_PIECE ? PF_PIECE : (size_t)len);
-
-		if (k <= 0)
-			break;
-		len -= (uint64_t)k;
-	}
-}
-
 uint64_t fs_map_off(artifs_fs *fs, const void *p)
 {
 	return (uint64_t)((uintptr_t)p - __atomic_load_n(&fs->map_base, __ATOMIC_ACQUIRE));
 }
 
-/*
- * Find where data.mdb is mapped: LMDB does not say (mdb_env_info's
- * me_mapaddr is only the MDB_FIXEDMAP address), so look for the mapping of
- * that inode at file offset 0 in /proc/self/maps.  Called at start and
- * after every remap, with no transaction open.
- */
+/* Find where data.mdb is mapped: at start and after every remap, with no transaction open. */
 void fs_find_map(artifs_fs *fs)
 {
-	char *path = NULL, *line = NULL;
-	size_t cap = 0;
-	struct stat st;
-	uintptr_t base = 0;
-	FILE *f;
-
-	if (asprintf(&path, "%s/data.mdb", artifs_store_path(fs->store)) < 0)
-		return;
-	if (stat(path, &st) || !(f = fopen("/proc/self/maps", "re"))) {
-		free(path);
-		return;
-	}
-	while (getline(&line, &cap, f) > 0) {
-		unsigned long long start, end, off, ino;
-		char perms[8], dev[16];
-
-		if (sscanf(line, "%llx-%llx %7s %llx %15s %llu", &start, &end, perms, &off, dev, &ino) == 6 &&
-		    ino == (unsigned long long)st.st_ino && off == 0 && end - start > 4096) {
-			base = (uintptr_t)start;
-			break;
-		}
-	}
-	free(line);
-	fclose(f);
-	free(path);
-	__atomic_store_n(&fs->map_base, base, __ATOMIC_RELEASE);
+	__atomic_store_n(&fs->map_base, artifs_store_map_base(fs->store), __ATOMIC_RELEASE);
 }
 
 void fs_fetch(artifs_fs *fs, const void *p, size_t len)
@@ -156,7 +98,7 @@ void fs_fetch(artifs_fs *fs, const void *p, size_t len)
 		return;
 	}
 	off = fs_map_off(fs, p) & ~(uint64_t)4095;
-	sink(pf->null_fd, pf->fetch_fd, off, fs_map_off(fs, p) + len - off);
+	artifs_file_fetch(pf->null_fd, pf->fetch_fd, off, fs_map_off(fs, p) + len - off);
 }
 
 static void enqueue(artifs_prefetch *pf, const struct pf_job *j)
@@ -252,10 +194,10 @@ static void pull_run(artifs_prefetch *pf, int fd, uint64_t lo, uint64_t hi, uint
 {
 	artifs_fs *fs = pf->fs;
 
-	if (fs_resident_range(d0, (size_t)(d1 - d0)))
+	if (artifs_resident_range(d0, (size_t)(d1 - d0)))
 		return;
 	if (!fs->stage || !want || hi - lo > FS_STAGE_SLOT)
-		sink(pf->null_fd, fd, lo, hi - lo);
+		artifs_file_fetch(pf->null_fd, fd, lo, hi - lo);
 	else
 		fs_stage_load(fs, lo, hi, want, first_id);
 }
@@ -316,7 +258,7 @@ static void run_dir(artifs_prefetch *pf, int fd, const struct pf_job *j)
 			if (artifs_blob_chunk(&d, &dl, fs->store, txn, &b, c, 0))
 				break;
 			/* staging checks a run at once (pull_run): two mincore() calls, not two a chunk */
-			if (!fs->stage && fs_resident_range(d, dl))
+			if (!fs->stage && artifs_resident_range(d, dl))
 				continue;
 			a = fs_map_off(fs, d) & ~(uint64_t)4095;
 			e = fs_map_off(fs, d) + dl;
@@ -357,7 +299,7 @@ static void fetch_big(const void *p, size_t len, void *ctx)
 	struct big_ctx *b = ctx;
 	uint64_t off = fs_map_off(b->pf->fs, p) & ~(uint64_t)4095;
 
-	sink(b->pf->null_fd, b->fd, off, fs_map_off(b->pf->fs, p) + len - off);
+	artifs_file_fetch(b->pf->null_fd, b->fd, off, fs_map_off(b->pf->fs, p) + len - off);
 }
 
 /* Walk one slice of the object tables so their B-tree pages are in memory. */
@@ -423,7 +365,7 @@ static void *worker(void *arg)
 			break;
 		pthread_mutex_unlock(&pf->lock);
 		if (j.kind == JOB_RANGE)
-			sink(pf->null_fd, fd, j.off, j.len);
+			artifs_file_fetch(pf->null_fd, fd, j.off, j.len);
 		else if (j.kind == JOB_STAGE)
 			fs_stage_load(pf->fs, j.off, j.off + j.len, j.want, &j.first);
 		else if (j.kind == JOB_INDEX)
@@ -457,7 +399,7 @@ static double resident_share(artifs_fs *fs)
 		return 0;
 	n = pages < PF_PROBES ? pages : PF_PROBES;
 	for (size_t i = 0; i < n; i++)
-		in += (size_t)fs_resident(base + (pages * i / n) * 4096);
+		in += (size_t)artifs_resident(base + (pages * i / n) * 4096);
 	return (double)in / (double)n;
 }
 

@@ -4,6 +4,7 @@
  *   nchunks x ( u64 offset | 16 chunk id )
  */
 #include "blob.h"
+#include "pagecache.h"
 #include "error.h"
 #include "store_int.h"
 
@@ -138,6 +139,7 @@ int artifs_blob_chunk(const uint8_t **data, size_t *len, artifs_store *s, MDB_tx
 			artifs_oid_fmt(hex, &id), v.mv_size,
 			(unsigned long long)artifs_blob_chunk_len(b, i));
 	if (verify) {
+		artifs_store_fetch(s, v.mv_data, v.mv_size);	/* one read, not a fault a page */
 		artifs_oid_hash(&got, v.mv_data, v.mv_size);
 		if (artifs_oid_cmp(&got, &id))
 			return artifs_error(ARTIFS_ECORRUPT, "chunk %s is corrupt (bytes hash to %s)",

@@ -1,4 +1,5 @@
 #include "maint.h"
+#include "pagecache.h"
 #include "pin.h"
 #include "blob.h"
 #include "codec.h"
@@ -158,6 +159,7 @@ static int check_blob(struct reach *r, const artifs_oid *id, int first)
 			bad = 1;
 		} else if (fresh) {
 			artifs_oid got;
+			artifs_store_fetch(r->s, cv.mv_data, cv.mv_size);	/* cold: one read */
 			artifs_oid_hash(&got, cv.mv_data, cv.mv_size);
 			r->fs.bytes_verified += cv.mv_size;
 			r->prog.bytes += cv.mv_size;

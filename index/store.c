@@ -296,6 +296,7 @@ void artifs_store_free(artifs_store *s)
 {
 	if (!s)
 		return;
+	artifs_store_fetch_free(s);
 	if (s->env)
 		mdb_env_close(s->env);
 	if (s->lock_fd >= 0)

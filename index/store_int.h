@@ -20,7 +20,12 @@ struct artifs_store {
 	MDB_dbi reflog;		/* "repo\0name\0" be64 seq -> move record */
 	MDB_dbi notes;		/* "repo\0name\0" be64 seq -> JSON */
 	MDB_dbi statcache;	/* "repo\0branch\0path" -> stat record */
+	struct artifs_fetch *fetch;	/* pagecache.c; NULL until first needed */
+	int no_fetch;		/* artifs_store_set_fetch(s, 0) */
 };
+
+/* Close what artifs_store_fetch() opened (pagecache.c). */
+void artifs_store_fetch_free(artifs_store *s);
 
 /* Fetch a value by oid from `dbi`; ARTIFS_ENOTFOUND if absent. */
 int artifs_store_get(MDB_txn *txn, MDB_dbi dbi, const artifs_oid *id, MDB_val *out);

@@ -30,6 +30,7 @@
 #include "ref.h"
 #include "store_int.h"
 #include "sync.h"
+#include "pagecache.h"
 #include "tree.h"
 
 #define SEQ_DIGITS 16
@@ -783,6 +784,7 @@ static int send_pack(struct sync *y, artifs_remote *r, const struct pobj *v, siz
 		MDB_val val;
 		if ((rc = artifs_store_get(txn, kind_dbi(y->s, v[i].kind), &v[i].id, &val)))
 			goto out;
+		artifs_store_fetch(y->s, val.mv_data, val.mv_size);	/* cold: one read */
 		if ((rc = artifs_pack_add(&b, v[i].kind, &v[i].id, val.mv_data, val.mv_size)))
 			goto out;
 		bytes += val.mv_size;

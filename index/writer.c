@@ -2,6 +2,7 @@
 #include "blob.h"
 #include "codec.h"
 #include "error.h"
+#include "pagecache.h"
 #include "store_int.h"
 
 #include <errno.h>
@@ -514,6 +515,8 @@ static int queue(artifs_writer *w, int kind, const artifs_oid *id, const void *d
 	rc = mdb_get(w->rtxn, op_dbi(w, kind), &k, &v);
 	if (rc == 0) {
 		artifs_oid got;
+		if (v.mv_size == len)
+			artifs_store_fetch(w->s, v.mv_data, len);	/* cold: one read, not a fault a page */
 		if (v.mv_size == len && !memcmp(v.mv_data, data, len))
 			return 1;
 		artifs_oid_hash(&got, v.mv_data, v.mv_size);
