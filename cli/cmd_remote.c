@@ -90,10 +90,10 @@ static void sync_progress(const artifs_sync_progress *p, void *ctx)
 			(unsigned long long)p->requests);
 }
 
-static void sync_warn(const char *msg, void *ctx)
+static void sync_warn(int error, const char *msg, void *ctx)
 {
 	(void)ctx;
-	fprintf(stderr, "artifs: error: %s\n", msg);
+	fprintf(stderr, "artifs: %s: %s\n", error ? "error" : "warning", msg);
 }
 
 static int cli_remote_load(struct cli_remote *r, artifs_store *s, const char *name, int jobs,

@@ -43,11 +43,14 @@ const char *artifs_error_last(void)
 
 int artifs_error(int code, const char *fmt, ...)
 {
+	char msg[sizeof(last_msg)];
 	va_list ap;
 
+	/* formatted apart: an argument may be artifs_error_last() itself */
 	va_start(ap, fmt);
-	vsnprintf(last_msg, sizeof(last_msg), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	memcpy(last_msg, msg, sizeof(msg));
 	last_code = code;
 	return code;
 }

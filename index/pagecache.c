@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
@@ -81,8 +82,9 @@ uintptr_t artifs_store_map_base(const artifs_store *s)
 struct artifs_fetch {
 	pthread_mutex_t lock;
 	int fd, null_fd;		/* data.mdb, /dev/null */
-	uintptr_t base;			/* where the map was, at mapsize */
+	uintptr_t base;			/* where the map was, at remap map_gen */
 	size_t mapsize;
+	unsigned map_gen;
 	uint64_t end, ahead;		/* the last read ended here; its read-ahead */
 };
 
@@ -126,14 +128,41 @@ void artifs_store_fetch_free(artifs_store *s)
 	s->fetch = NULL;
 }
 
-void artifs_store_fetch(artifs_store *s, const void *p, size_t len)
+/*
+ * Is every page of [p, p+len) in memory?  The first and the last are not
+ * enough here: the kernel may have reclaimed a value's middle and not its
+ * ends, and the pages missing would then come a fault each.
+ */
+static int resident_whole(const void *p, size_t len)
+{
+	unsigned char vec[256];
+	uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095, e = (uintptr_t)p + len;
+
+	while (a < e) {
+		size_t n = (e - a + 4095) / 4096;
+
+		if (n > sizeof(vec))
+			n = sizeof(vec);
+		if (mincore((void *)a, n * 4096, vec))
+			return 0;
+		for (size_t i = 0; i < n; i++)
+			if (!(vec[i] & 1))
+				return 0;
+		a += n * 4096;
+	}
+	return 1;
+}
+
+/*
+ * The fetch state, opened on first use, and the file offset of map address
+ * p, under f->lock (the caller unlocks); NULL when it cannot tell.
+ */
+static struct artifs_fetch *locate(artifs_store *s, const void *p, uint64_t *off)
 {
 	struct artifs_fetch *f = __atomic_load_n(&s->fetch, __ATOMIC_ACQUIRE);
 	size_t mapsize;
-	uint64_t off, lo, hi;
+	unsigned gen;
 
-	if (s->no_fetch || !len || artifs_resident_range(p, len))
-		return;
 	if (!f) {
 		static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -142,23 +171,35 @@ void artifs_store_fetch(artifs_store *s, const void *p, size_t len)
 			__atomic_store_n(&s->fetch, f = fetch_open(s), __ATOMIC_RELEASE);
 		pthread_mutex_unlock(&open_lock);
 		if (!f)
-			return;
+			return NULL;
 	}
 	if (f->fd < 0)
-		return;
-	artifs_store_usage(s, &mapsize, NULL);
+		return NULL;
 	pthread_mutex_lock(&f->lock);
-	if (!f->base || mapsize != f->mapsize) {
-		/* first use, or the map grew (and may have moved) */
+	gen = __atomic_load_n(&s->map_gen, __ATOMIC_ACQUIRE);
+	if (!f->base || gen != f->map_gen) {
+		/* first use, or the map was mapped again (and may have moved) */
+		artifs_store_usage(s, &f->mapsize, NULL);
 		f->base = artifs_store_map_base(s);
-		f->mapsize = mapsize;
+		f->map_gen = gen;
 		f->end = f->ahead = 0;
 	}
+	mapsize = f->mapsize;
 	if (!f->base || (uintptr_t)p < f->base || (uintptr_t)p - f->base >= mapsize) {
 		pthread_mutex_unlock(&f->lock);
-		return;
+		return NULL;
 	}
-	off = (uint64_t)((uintptr_t)p - f->base);
+	*off = (uint64_t)((uintptr_t)p - f->base);
+	return f;
+}
+
+void artifs_store_fetch(artifs_store *s, const void *p, size_t len)
+{
+	struct artifs_fetch *f;
+	uint64_t off, lo, hi;
+
+	if (s->no_fetch || !len || resident_whole(p, len) || !(f = locate(s, p, &off)))
+		return;
 	lo = off & ~(uint64_t)4095;
 	hi = off + len;
 	/* following the last read: what it read ahead is used up, read twice as far */
@@ -172,4 +213,39 @@ void artifs_store_fetch(artifs_store *s, const void *p, size_t len)
 	f->end = hi;
 	pthread_mutex_unlock(&f->lock);
 	artifs_file_fetch(f->null_fd, f->fd, lo, hi - lo);
+}
+
+#define SAME_PIECE ((size_t)1 << 20)
+
+int artifs_store_same(artifs_store *s, const void *p, const void *data, size_t len)
+{
+	struct artifs_fetch *f;
+	uint8_t *buf;
+	uint64_t off;
+	size_t done = 0;
+
+	if (s->no_fetch || !len || resident_whole(p, len) || !(f = locate(s, p, &off)))
+		return memcmp(p, data, len) == 0;
+	pthread_mutex_unlock(&f->lock);
+	if (!(buf = malloc(len < SAME_PIECE ? len : SAME_PIECE)))
+		return memcmp(p, data, len) == 0;
+	while (done < len) {
+		size_t n = len - done < SAME_PIECE ? len - done : SAME_PIECE;
+		ssize_t k = pread(f->fd, buf, n, (off_t)(off + done));
+
+		if (k <= 0) {
+			/* cannot read it this way: through the map */
+			free(buf);
+			return memcmp((const uint8_t *)p + done, (const uint8_t *)data + done,
+				len - done) == 0;
+		}
+		if (memcmp(buf, (const uint8_t *)data + done, (size_t)k)) {
+			/* rare (damage, a collision): let the map, what readers see, decide */
+			free(buf);
+			return memcmp(p, data, len) == 0;
+		}
+		done += (size_t)k;
+	}
+	free(buf);
+	return 1;
 }

@@ -51,4 +51,11 @@ uintptr_t artifs_store_map_base(const artifs_store *s);
 void artifs_store_fetch(artifs_store *s, const void *p, size_t len);
 void artifs_store_set_fetch(artifs_store *s, int on);
 
+/*
+ * Are the len bytes at data the same as the stored value at map address p?
+ * A value not in memory is read with pread() (large requests, the kernel's
+ * read-ahead on that descriptor) rather than through the map.
+ */
+int artifs_store_same(artifs_store *s, const void *p, const void *data, size_t len);
+
 #endif

@@ -41,6 +41,19 @@ static char *path_join(const char *a, const char *b)
 	return p;
 }
 
+/*
+ * Every change of the map goes through here: LMDB unmaps and maps again
+ * (even at the same size, and maybe at another address), and the map's
+ * address cached by pagecache.c must be looked up again.
+ */
+static int set_mapsize(artifs_store *s, size_t size)
+{
+	int rc = mdb_env_set_mapsize(s->env, size);
+
+	__atomic_add_fetch(&s->map_gen, 1, __ATOMIC_RELEASE);
+	return rc;
+}
+
 int artifs_store_default_path(char **out, const char *flag)
 {
 	const char *env = getenv("ARTIFS_STORE");
@@ -144,7 +157,7 @@ static int env_create(artifs_store *s, const artifs_store_opts *opts, int create
 	mdb_env_set_maxdbs(s->env, 16);
 	/* a multithreaded daemon plus CLI processes pass LMDB's default 126 */
 	mdb_env_set_maxreaders(s->env, 1024);
-	mdb_env_set_mapsize(s->env, mapsize);
+	set_mapsize(s, mapsize);
 	/* MDB_NORDAHEAD: cold reads of large values were ~10x faster without
 	 * kernel read-ahead on the map; MDB_NOTLS: read txns are not bound to
 	 * threads, so a reader can be reset and renewed anywhere. */
@@ -336,7 +349,7 @@ int artifs_rtxn_try(artifs_store *s, MDB_txn **out)
 
 int artifs_store_remap(artifs_store *s)
 {
-	int rc = mdb_env_set_mapsize(s->env, 0);
+	int rc = set_mapsize(s, 0);
 
 	return rc ? artifs_error_lmdb(rc, "cannot remap the store") : 0;
 }
@@ -346,7 +359,7 @@ int artifs_rtxn_begin(artifs_store *s, MDB_txn **out)
 	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, out);
 
 	if (rc == MDB_MAP_RESIZED) {
-		mdb_env_set_mapsize(s->env, 0);
+		set_mapsize(s, 0);
 		rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, out);
 	}
 	if (rc)
@@ -364,7 +377,7 @@ int artifs_store_grow(artifs_store *s, size_t need)
 	if (want < used + need * 2 + GROW_ALIGN)
 		want = used + need * 2 + GROW_ALIGN;
 	want = (want + GROW_ALIGN - 1) / GROW_ALIGN * GROW_ALIGN;
-	if ((rc = mdb_env_set_mapsize(s->env, want)))
+	if ((rc = set_mapsize(s, want)))
 		return artifs_error_lmdb(rc, "cannot grow the store's map");
 	return 0;
 }
@@ -383,9 +396,9 @@ int artifs_wtxn_begin(artifs_store *s, size_t need, MDB_txn **out)
 	 * would fail the redo the same way.
 	 */
 	artifs_store_usage(s, &mine, NULL);
-	mdb_env_set_mapsize(s->env, 0);
+	set_mapsize(s, 0);
 	artifs_store_usage(s, &mapsize, &used);
-	if (mapsize < mine && mdb_env_set_mapsize(s->env, mine) == 0)
+	if (mapsize < mine && set_mapsize(s, mine) == 0)
 		mapsize = mine;
 	/* B-tree pages and copy-on-write add to the payload: ask for 1.5x */
 	if (mapsize < used || mapsize - used < need + need / 2 + ((size_t)16 << 20)) {
@@ -394,7 +407,7 @@ int artifs_wtxn_begin(artifs_store *s, size_t need, MDB_txn **out)
 	}
 	rc = mdb_txn_begin(s->env, NULL, 0, out);
 	if (rc == MDB_MAP_RESIZED) {
-		mdb_env_set_mapsize(s->env, 0);
+		set_mapsize(s, 0);
 		rc = mdb_txn_begin(s->env, NULL, 0, out);
 	}
 	if (rc)

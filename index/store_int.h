@@ -20,6 +20,7 @@ struct artifs_store {
 	MDB_dbi reflog;		/* "repo\0name\0" be64 seq -> move record */
 	MDB_dbi notes;		/* "repo\0name\0" be64 seq -> JSON */
 	MDB_dbi statcache;	/* "repo\0branch\0path" -> stat record */
+	unsigned map_gen;	/* bumped at every remap */
 	struct artifs_fetch *fetch;	/* pagecache.c; NULL until first needed */
 	int no_fetch;		/* artifs_store_set_fetch(s, 0) */
 };

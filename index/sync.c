@@ -71,6 +71,7 @@ struct sync {
 	double t0, last;
 	uint64_t worker_requests;
 	int jobs;
+	int holes;			/* a pack was left out: what the remote has may lack children */
 };
 
 static void progress(struct sync *y, int force)
@@ -85,8 +86,9 @@ static void progress(struct sync *y, int force)
 	y->o->progress(&y->prog, y->o->ctx);
 }
 
-static void warn(struct sync *y, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void warn(struct sync *y, const char *fmt, ...)
+static void warn(struct sync *y, int error, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void warn(struct sync *y, int error, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -96,7 +98,7 @@ static void warn(struct sync *y, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	y->o->warn(msg, y->o->ctx);
+	y->o->warn(error, msg, y->o->ctx);
 }
 
 static int cmp_entry(const void *a, const void *b)
@@ -244,7 +246,14 @@ static int list_pack_cb(const char *key, uint64_t size, void *ctx)
 	return 0;
 }
 
-/* Load every pack index of the remote (fetching the ones not cached). */
+/*
+ * Load every pack index of the remote (fetching the ones not cached).  A
+ * damaged index leaves its pack out, with a warning: a push sends that
+ * pack's objects again in a new one, and a fetch takes them from another
+ * pack or reports them missing.  Failing instead, one damaged index (an
+ * upload cut off on a store that is not atomic) would stop every push and
+ * pull for good.
+ */
 static int load_index(struct sync *y)
 {
 	struct listing l = { y, NULL, NULL, 0, 0, 0 };
@@ -276,9 +285,11 @@ static int load_index(struct sync *y)
 		}
 		rc = artifs_pack_idx_parse(b.ptr, b.len, l.size[i], y->npacks, &v, &n);
 		if (rc) {
-			rc = artifs_error(ARTIFS_ECORRUPT, "pack index %s on remote '%s': %s",
+			warn(y, 0, "pack index %s on remote '%s' is damaged (%s): its pack is left out",
 				l.idx[i], artifs_remote_url(y->r), artifs_error_last());
-			break;
+			y->holes = 1;
+			rc = 0;
+			continue;
 		}
 		if (!cached)
 			cache_write(y, l.idx[i], &b);
@@ -633,6 +644,23 @@ static int need_send(struct walk *w, const artifs_oid *id)
 	return rc;
 }
 
+/*
+ * For a record with children: 1 to walk it (*send: and send it), 0 not.
+ * What the remote has is complete below it (objects go children first),
+ * unless a damaged index left a pack out (y->holes): then records the
+ * remote has are walked too, so the children that pack held are sent again.
+ */
+static int visit(struct walk *w, const artifs_oid *id, int *send)
+{
+	*send = 1;
+	if (w->y->holes && remote_find(w->y, id)) {
+		*send = 0;
+		w->skipped++;
+		return artifs_oidset_add(&w->seen, id);
+	}
+	return need_send(w, id);
+}
+
 static int local_get(struct walk *w, uint8_t kind, const artifs_oid *id, MDB_val *v)
 {
 	int rc = artifs_store_get(w->txn, kind_dbi(w->y->s, kind), id, v);
@@ -649,9 +677,9 @@ static int walk_blob(struct walk *w, const artifs_oid *id)
 {
 	artifs_blob_view b;
 	MDB_val v;
-	int rc;
+	int rc, send;
 
-	if ((rc = need_send(w, id)) <= 0)
+	if ((rc = visit(w, id, &send)) <= 0)
 		return rc;
 	if ((rc = local_get(w, ARTIFS_OBJ_BLOB, id, &v)))
 		return rc;
@@ -666,16 +694,16 @@ static int walk_blob(struct walk *w, const artifs_oid *id)
 				artifs_blob_chunk_len(&b, i))))
 			return rc;
 	}
-	return objlist_add(&w->blobs, ARTIFS_OBJ_BLOB, id, v.mv_size);
+	return send ? objlist_add(&w->blobs, ARTIFS_OBJ_BLOB, id, v.mv_size) : 0;
 }
 
 static int walk_tree(struct walk *w, const artifs_oid *id)
 {
 	artifs_tree_view t;
 	MDB_val v;
-	int rc;
+	int rc, send;
 
-	if ((rc = need_send(w, id)) <= 0)
+	if ((rc = visit(w, id, &send)) <= 0)
 		return rc;
 	if ((rc = local_get(w, ARTIFS_OBJ_TREE, id, &v)))
 		return rc;
@@ -696,17 +724,17 @@ static int walk_tree(struct walk *w, const artifs_oid *id)
 			return rc;
 		/* the tree view points into the map: still valid, same txn */
 	}
-	return objlist_add(&w->trees, ARTIFS_OBJ_TREE, id, v.mv_size);
+	return send ? objlist_add(&w->trees, ARTIFS_OBJ_TREE, id, v.mv_size) : 0;
 }
 
 /* Commits in post order (parents first), iteratively: histories can be long. */
 static int walk_commits(struct walk *w, const artifs_oid *tip)
 {
-	struct frame { artifs_oid id; int expanded; } *st = NULL;
+	struct frame { artifs_oid id; int expanded, send; } *st = NULL;
 	size_t n = 0, cap = 0;
-	int rc = 0;
+	int rc = 0, send;
 
-	if (artifs_oid_is_zero(tip) || (rc = need_send(w, tip)) <= 0)
+	if (artifs_oid_is_zero(tip) || (rc = visit(w, tip, &send)) <= 0)
 		return rc;
 #define PUSHF(x) do { \
 	if (n == cap) { \
@@ -715,7 +743,7 @@ static int walk_commits(struct walk *w, const artifs_oid *tip)
 		if (!p2) { rc = -ENOMEM; goto out; } \
 		st = p2; cap = c2; \
 	} \
-	st[n].id = (x); st[n].expanded = 0; n++; \
+	st[n].id = (x); st[n].expanded = 0; st[n].send = send; n++; \
 } while (0)
 	PUSHF(*tip);
 	while (n) {
@@ -726,6 +754,7 @@ static int walk_commits(struct walk *w, const artifs_oid *tip)
 			goto out;
 		if (f->expanded) {
 			artifs_oid id = f->id;
+			int sendit = f->send;
 			n--;
 			if ((rc = artifs_commit_decode(&c, v.mv_data, v.mv_size)))
 				goto out;
@@ -733,7 +762,8 @@ static int walk_commits(struct walk *w, const artifs_oid *tip)
 			if (!rc && !artifs_oid_is_zero(&c->labels))
 				rc = walk_blob(w, &c->labels);
 			artifs_commit_free(c);
-			if (rc < 0 || (rc = objlist_add(&w->commits, ARTIFS_OBJ_COMMIT, &id, v.mv_size)))
+			if (rc < 0 || (sendit &&
+			    (rc = objlist_add(&w->commits, ARTIFS_OBJ_COMMIT, &id, v.mv_size))))
 				goto out;
 			continue;
 		}
@@ -741,7 +771,7 @@ static int walk_commits(struct walk *w, const artifs_oid *tip)
 		if ((rc = artifs_commit_decode(&c, v.mv_data, v.mv_size)))
 			goto out;
 		for (uint32_t i = 0; i < c->nparents; i++) {
-			int need = need_send(w, &c->parents[i]);
+			int need = visit(w, &c->parents[i], &send);
 			if (need < 0) {
 				rc = need;
 				break;
@@ -1327,7 +1357,7 @@ int artifs_push(artifs_store *s, const artifs_sync_opts *o, char *const *specs, 
 			if (!failed++)
 				snprintf(firsterr, sizeof(firsterr), "%s", artifs_error_last());
 			else
-				warn(&y, "%s", artifs_error_last());
+				warn(&y, 1, "%s", artifs_error_last());
 		}
 	}
 	if (!rc && failed)
@@ -1986,7 +2016,7 @@ int artifs_pull(artifs_store *s, const artifs_sync_opts *o, char *const *specs, 
 			if (!failed++)
 				snprintf(firsterr, sizeof(firsterr), "%s", artifs_error_last());
 			else
-				warn(&y, "%s", artifs_error_last());
+				warn(&y, 1, "%s", artifs_error_last());
 		}
 	}
 	rc = artifs_txn_commit(wtxn);

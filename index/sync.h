@@ -37,7 +37,8 @@ typedef struct artifs_sync_opts {
 	int jobs;			/* requests in flight; 0: 8 */
 	const char *cache_dir;		/* pack indexes already fetched; NULL: none */
 	void (*progress)(const artifs_sync_progress *p, void *ctx);
-	void (*warn)(const char *msg, void *ctx);
+	/* what does not stop the command: an error (a ref refused) or a warning */
+	void (*warn)(int error, const char *msg, void *ctx);
 	void *ctx;
 	/* pull: commits, trees, manifests and labelsets only, no chunks (a
 	 * lazy mount's cache fetches those as files are read) */

@@ -292,7 +292,7 @@ static int renew_rtxn(artifs_writer *w)
 	int r2 = mdb_txn_renew(w->rtxn);
 
 	if (r2 == MDB_MAP_RESIZED) {
-		mdb_env_set_mapsize(w->s->env, 0);
+		artifs_store_remap(w->s);
 		r2 = mdb_txn_renew(w->rtxn);
 	}
 	return r2 ? artifs_error_lmdb(r2, "cannot renew read transaction") : 0;
@@ -515,9 +515,7 @@ static int queue(artifs_writer *w, int kind, const artifs_oid *id, const void *d
 	rc = mdb_get(w->rtxn, op_dbi(w, kind), &k, &v);
 	if (rc == 0) {
 		artifs_oid got;
-		if (v.mv_size == len)
-			artifs_store_fetch(w->s, v.mv_data, len);	/* cold: one read, not a fault a page */
-		if (v.mv_size == len && !memcmp(v.mv_data, data, len))
+		if (v.mv_size == len && artifs_store_same(w->s, v.mv_data, data, len))
 			return 1;
 		artifs_oid_hash(&got, v.mv_data, v.mv_size);
 		if (!artifs_oid_cmp(&got, id)) {

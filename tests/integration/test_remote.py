@@ -274,6 +274,40 @@ def test_damaged_pack_is_refused(artifs_bin, tmp_path, env):
     b.run("fsck")
 
 
+def test_damaged_index_is_left_out(artifs_bin, tmp_path, env):
+    """A pack index cut short on the remote (an upload cut off on a store whose
+    writes are not atomic): fetches leave its pack out with a warning and
+    report what only it held as missing; the next push sends those objects
+    again, and a clone then gets everything."""
+    a = store(artifs_bin, tmp_path, env, "a", {}).init()
+    make_repo(a, tmp_path, files=8)
+    url = f"file://{tmp_path / 'remote'}"
+    a.run("remote", "add", "origin", url)
+    a.run("push", "origin")
+    idx = sorted((tmp_path / "remote" / "packs").glob("*.idx"), key=lambda p: -p.stat().st_size)[0]
+    data = idx.read_bytes()
+    idx.write_bytes(data[:len(data) // 2])
+    # as if the upload had been cut off: the pusher never kept its own copy
+    (a.store / "remotes" / "origin" / idx.name).unlink()
+
+    b = store(artifs_bin, tmp_path, env, "b", {})
+    p = b.run("clone", url, b.store, store=False, rc=None)
+    err = p.stderr.decode()
+    assert f"pack index {idx.stem} on remote" in err and "damaged" in err, err
+    assert p.returncode != 0 and "artifs: error: " in err, err
+    assert b"error:" not in p.stderr.split(b"damaged")[0], err   # a warning first, not an error
+
+    p = a.run("push", "origin")
+    err = p.stderr.decode()
+    assert f"pack index {idx.stem} on remote" in err and "damaged" in err, err
+    assert stats(p.stderr)["objects"] > 0, err
+
+    c = store(artifs_bin, tmp_path, env, "c", {})
+    p = c.run("clone", url, c.store, store=False)
+    same_version(a, f"{REPO}@main", c, f"{REPO}@main", tmp_path, "healed")
+    c.run("fsck")
+
+
 def test_interrupted_pull_resumes(artifs_bin, tmp_path, env, remote):
     """Kill a clone after some chunks were stored; pulling again fetches only the rest."""
     url, extra, kind = remote

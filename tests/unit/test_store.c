@@ -1,21 +1,26 @@
 /*
  * test_store.c - the store layer: insertion by id (dedupe, collision,
  * repair of damaged bytes), verified chunk reads, map growth in this and
- * in another process, and refusing stores that are missing, foreign or of
- * an unknown format version.
+ * in another process, refusing stores that are missing, foreign or of
+ * an unknown format version, and reading values of a cold store in large
+ * requests.
  */
 #include "helpers.h"
 
 #include "blob.h"
 #include "codec.h"
+#include "error.h"
+#include "pagecache.h"
 #include "ref.h"
 #include "snapshot.h"
 #include "store_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -591,6 +596,91 @@ static void test_open_readonly(void **state)
 	assert_rc(-EROFS, artifs_repo_create(s, "datasets/other"));
 }
 
+/* An error message made from the last one keeps it (it used to be formatted over itself). */
+static void test_error_wraps_last(void **state)
+{
+	(void)state;
+	artifs_error(ARTIFS_ECORRUPT, "inner %d", 7);
+	artifs_error(ARTIFS_ECORRUPT, "outer: %s", artifs_error_last());
+	assert_string_equal(artifs_error_last(), "outer: inner 7");
+}
+
+/* Drop data.mdb from the page cache. */
+static void evict(test_env *env)
+{
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/data.mdb", env->store_dir);
+	sync();
+	assert_true((fd = open(path, O_RDONLY)) >= 0);
+	assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	close(fd);
+}
+
+static long majflt(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_THREAD, &ru);
+	return ru.ru_majflt;
+}
+
+/*
+ * A value of a cold store compared (artifs_store_same) or fetched
+ * (artifs_store_fetch) comes in a few large reads, not a fault a page, and
+ * still after the map was mapped again, maybe elsewhere: the cached
+ * address of the map must follow it, or the reads land at the wrong file
+ * offsets and every page is faulted in after all.
+ */
+static void test_cold_values_read_whole(void **state)
+{
+	test_env *env = *state;
+	const size_t len = 2 * MiB;
+	uint8_t *data = malloc(len), *other = malloc(len);
+	artifs_oid id;
+	MDB_txn *txn = NULL;
+	MDB_val v;
+	long f0;
+
+	assert_non_null(data);
+	assert_non_null(other);
+	for (size_t i = 0; i < len; i++)
+		data[i] = (uint8_t)(i * 2654435761u >> 13);
+	memcpy(other, data, len);
+	other[len / 2] ^= 1;
+	artifs_oid_hash(&id, data, len);
+	assert_ok(artifs_wtxn_begin(env->s, 4 * MiB, &txn));
+	assert_int_equal(artifs_chunk_put(env->s, txn, &id, data, len), 0);
+	assert_ok(artifs_txn_commit(txn));
+
+	for (int round = 0; round < 3; round++) {
+		if (round == 1)
+			assert_ok(artifs_store_remap(env->s));
+		if (round == 2)
+			assert_ok(artifs_store_grow(env->s, 256 * MiB));
+		assert_ok(artifs_rtxn_begin(env->s, &txn));
+		assert_ok(artifs_store_get(txn, env->s->chunks, &id, &v));
+		assert_int_equal(v.mv_size, len);
+
+		evict(env);
+		f0 = majflt();
+		assert_true(artifs_store_same(env->s, v.mv_data, data, len));
+		assert_true(majflt() - f0 < 16);
+		evict(env);
+		assert_false(artifs_store_same(env->s, v.mv_data, other, len));
+
+		evict(env);
+		artifs_store_fetch(env->s, v.mv_data, len);
+		f0 = majflt();
+		assert_memory_equal(v.mv_data, data, len);
+		assert_true(majflt() - f0 < 16);
+		mdb_txn_abort(txn);
+	}
+	free(data);
+	free(other);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -603,6 +693,8 @@ int main(void)
 		ENV_TEST(test_open_missing),
 		ENV_TEST(test_open_foreign),
 		ENV_TEST(test_open_readonly),
+		cmocka_unit_test(test_error_wraps_last),
+		ENV_TEST(test_cold_values_read_whole),
 	};
 
 	setenv("ARTIFS_AUTHOR", "unit-test", 1);
