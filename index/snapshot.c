@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -60,7 +61,42 @@ struct snap {
 	artifs_commit commit;
 	artifs_oid head, new_id;
 	int create;
+	int cold;			/* a file's first read found nothing in memory */
 };
+
+/*
+ * Reading ahead of a cold source.  A directory of small files read one
+ * after another, none in memory, waits for the disk at every file: 20,000
+ * files of 100 KiB took 4.5-5.5 s to commit with caches dropped, 1.8-2.5 s
+ * in memory.  Once a file's first read finds nothing in memory (preadv2
+ * with RWF_NOWAIT, which is the read itself when it does), the walk asks
+ * the kernel to start reading the next small files of the directory
+ * (POSIX_FADV_WILLNEED), so the disk has several in flight: 3.17-3.25 s
+ * against 4.69-4.71 s, alternating.  Larger files are left to the
+ * kernel's sequential read-ahead: asked ahead too, four model files of
+ * 512 MiB took 1.99-2.12 s against 1.79-1.87 s.
+ */
+#define AHEAD_FILES 32
+#define AHEAD_MAX_SIZE ((off_t)1 << 20)
+
+/* Start reading names[from..to) of dirfd into the page cache, the small regular files. */
+static void read_ahead(int dirfd, char **names, size_t from, size_t to)
+{
+	for (size_t i = from; i < to; i++) {
+		struct stat st;
+		int fd;
+
+		if (fstatat(dirfd, names[i], &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode) ||
+		    !st.st_size || st.st_size > AHEAD_MAX_SIZE)
+			continue;
+		/* O_NONBLOCK: were it swapped for a FIFO meanwhile, the open must not wait */
+		fd = openat(dirfd, names[i], O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOATIME);
+		if (fd < 0)
+			continue;
+		posix_fadvise(fd, 0, st.st_size, POSIX_FADV_WILLNEED);
+		close(fd);
+	}
+}
 
 static void warnf(struct snap *sn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void warnf(struct snap *sn, const char *fmt, ...)
@@ -217,13 +253,21 @@ static int read_file(struct snap *sn, int dirfd, const char *name, struct stat *
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	if ((rc = artifs_writer_file_begin(sn->w)))
 		goto done;
-	for (;;) {
+	for (int first = 1;; first = 0) {
 		uint8_t *buf;
 		size_t avail;
-		ssize_t n;
+		ssize_t n = -1;
 		if ((rc = artifs_writer_file_buf(sn->w, &buf, &avail)))
 			goto abort;
-		n = read(fd, buf, avail);
+		if (first && !sn->cold) {
+			/* the first read tells whether the source is in memory */
+			struct iovec iov = { buf, avail };
+			n = preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+			if (n < 0 && errno == EAGAIN)
+				sn->cold = 1;
+		}
+		if (n < 0)
+			n = read(fd, buf, avail);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -392,9 +436,18 @@ static int walk(struct snap *sn, int dirfd, artifs_oid *tree, uint64_t *bytes, c
 	}
 	if (n > 1)
 		qsort(names, n, sizeof(*names), name_cmp);
-	for (size_t i = 0; i < n && !rc; i++) {
+	for (size_t i = 0, ahead = 1; i < n && !rc; i++) {
 		size_t old = path_push(sn, names[i]);
 		struct stat st;
+		if (sn->cold) {
+			size_t to = i + 1 + AHEAD_FILES < n ? i + 1 + AHEAD_FILES : n;
+
+			if (ahead <= i)
+				ahead = i + 1;
+			read_ahead(dirfd, names, ahead, to);
+			if (to > ahead)
+				ahead = to;
+		}
 		if (fstatat(dirfd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			if (errno == ENOENT) {
 				warnf(sn, "'%s' vanished during the walk; not committed", cur_path(sn));

@@ -1,4 +1,4 @@
-"""Reading from a store that is not in memory.
+"""Reading from a store, or a source, that is not in memory.
 
 The store's map has no read-ahead, so a value read through it cold arrives
 one 4 KiB page fault at a time: a `cat` of a 512 MiB file took 7.1 s cold
@@ -10,6 +10,7 @@ large requests leaves only the B-tree pages of the look-ups.
 """
 
 import os
+import random
 import shutil
 import subprocess
 
@@ -101,3 +102,48 @@ def test_cold_push_reads_in_large_requests(cli, tmp_path):
     cli.run("clone", (tmp_path / "remote").as_uri(), clone, store=False)
     p = cli.run("--store", clone, "cat", "models/m@main:model.bin", store=False)
     assert p.stdout == (src / "model.bin").read_bytes()
+
+
+def drop_source(root):
+    """Drop every regular file under root from the page cache."""
+    os.sync()
+    for dirpath, _, names in os.walk(root):
+        for n in names:
+            p = os.path.join(dirpath, n)
+            if os.path.isfile(p) and not os.path.islink(p):
+                fd = os.open(p, os.O_RDONLY)
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
+
+
+def test_commit_of_a_cold_source(cli, tmp_path):
+    """A source not in memory is read ahead, small files only; a FIFO, a link
+    and an empty file among them are left alone, and the commit is the one a
+    source in memory gives."""
+    src = tmp_path / "src"
+    rnd = random.Random(3)
+    for d in range(3):
+        for i in range(150):
+            p = src / f"d{d}" / f"f{i:04d}.bin"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(rnd.randbytes(rnd.randrange(1, 64 << 10)))
+    write_random(src / "d1" / "big.bin", 4, 3 * MiB)
+    (src / "d1" / "empty").write_bytes(b"")
+    os.mkfifo(src / "d1" / "f0100.fifo")
+    os.symlink("f0001.bin", src / "d1" / "f0100.link")
+    for repo in ("datasets/warm", "datasets/cold"):
+        cli.create(repo)
+    cli.commit("datasets/warm", src, "in memory")
+    drop_source(src)
+    p = cli.run("commit", "datasets/cold", src, "-m", "from disk", timeout=120)
+    assert b"FIFO" in p.stderr, p.stderr
+    warm = cli.json("show", "datasets/warm")
+    cold = cli.json("show", "datasets/cold")
+    assert warm["tree"] == cold["tree"]
+    cli.run("checkout", "datasets/cold@main", tmp_path / "co")
+    for d in range(3):
+        for i in range(150):
+            rel = f"d{d}/f{i:04d}.bin"
+            assert (tmp_path / "co" / rel).read_bytes() == (src / rel).read_bytes(), rel
