@@ -1,3 +1,9 @@
+/*
+ * pagecache.c - residency of the store's pages, large reads of what is
+ * missing, and where the map is (pagecache.h).  The mount uses the first
+ * three with its own fetch logic (fs/prefetch.c, fs/stage.c); the CLI's
+ * commands use artifs_store_fetch() and artifs_store_same().
+ */
 #include "pagecache.h"
 #include "store_int.h"
 
